@@ -1,0 +1,1 @@
+//! Runnable demos live in this package's examples.

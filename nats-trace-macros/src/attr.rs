@@ -1,0 +1,157 @@
+//! Parsing of macro arguments into typed structs.
+//!
+//! Arguments are first read into a generic [`ArgList`] (`name = value` or a bare
+//! `flag`), which rejects unknown and duplicate names in one place. The typed
+//! structs then take their fields out of it, keeping the original tokens so
+//! that later errors can point at them.
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
+use syn::{Expr, Ident, Lit, LitInt, LitStr, Token};
+
+/// One `name = value` or bare `name` argument.
+pub struct Arg {
+    pub name: Ident,
+    pub value: Option<Expr>,
+}
+
+impl Parse for Arg {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        // `parse_any` accepts keywords too, so `type = ...` gets the
+        // "unknown argument" error instead of "expected identifier".
+        let name = Ident::parse_any(input)?;
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            Some(input.parse()?)
+        } else {
+            None
+        };
+        Ok(Arg { name, value })
+    }
+}
+
+/// The raw argument list of an attribute, before it is given meaning.
+pub struct ArgList {
+    args: Vec<Arg>,
+}
+
+impl Parse for ArgList {
+    fn parse(input: ParseStream) -> syn::Result<Self> {
+        let args = Punctuated::<Arg, Token![,]>::parse_terminated(input)?;
+        Ok(ArgList {
+            args: args.into_iter().collect(),
+        })
+    }
+}
+
+impl ArgList {
+    /// Rejects names outside `known` and names given twice, reporting every
+    /// offending argument at once.
+    pub fn check_names(&self, macro_name: &str, known: &[&str]) -> syn::Result<()> {
+        let mut errors: Option<syn::Error> = None;
+        let mut push = |e: syn::Error| match &mut errors {
+            Some(all) => all.combine(e),
+            None => errors = Some(e),
+        };
+        for (i, arg) in self.args.iter().enumerate() {
+            let name = arg.name.to_string();
+            if !known.contains(&name.as_str()) {
+                let list = known
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                push(syn::Error::new(
+                    arg.name.span(),
+                    format!(
+                        "unknown argument `{name}` for #[{macro_name}]; expected one of: {list}"
+                    ),
+                ));
+            } else if self.args[..i]
+                .iter()
+                .any(|earlier| earlier.name == arg.name)
+            {
+                push(syn::Error::new(
+                    arg.name.span(),
+                    format!("duplicate argument `{name}`; give it only once"),
+                ));
+            }
+        }
+        errors.map_or(Ok(()), Err)
+    }
+
+    fn take(&mut self, name: &str) -> Option<Arg> {
+        let index = self.args.iter().position(|a| a.name == name)?;
+        Some(self.args.remove(index))
+    }
+
+    /// Takes `name = "..."`.
+    pub fn take_str(&mut self, name: &str) -> syn::Result<Option<LitStr>> {
+        let Some(arg) = self.take(name) else {
+            return Ok(None);
+        };
+        match arg.value {
+            Some(Expr::Lit(syn::ExprLit {
+                lit: Lit::Str(s), ..
+            })) => Ok(Some(s)),
+            Some(other) => Err(syn::Error::new(
+                other.span(),
+                format!("`{name}` takes a string literal, e.g. `{name} = \"...\"`"),
+            )),
+            None => Err(syn::Error::new(
+                arg.name.span(),
+                format!("`{name}` needs a value, e.g. `{name} = \"...\"`"),
+            )),
+        }
+    }
+
+    /// Takes `name = N` for a positive integer `N`.
+    pub fn take_positive_int(&mut self, name: &str) -> syn::Result<Option<(LitInt, usize)>> {
+        let Some(arg) = self.take(name) else {
+            return Ok(None);
+        };
+        let fix = format!("`{name}` takes a positive integer, e.g. `{name} = 16`");
+        match arg.value {
+            Some(Expr::Lit(syn::ExprLit {
+                lit: Lit::Int(int), ..
+            })) => match int.base10_parse::<usize>() {
+                Ok(n) if n > 0 => Ok(Some((int, n))),
+                _ => Err(syn::Error::new(int.span(), fix)),
+            },
+            Some(other) => Err(syn::Error::new(other.span(), fix)),
+            None => Err(syn::Error::new(arg.name.span(), fix)),
+        }
+    }
+}
+
+/// Arguments of `#[nats_subscriber(...)]`.
+pub struct SubscriberArgs {
+    pub subject: LitStr,
+    pub queue: Option<LitStr>,
+    pub concurrency: Option<(LitInt, usize)>,
+}
+
+impl SubscriberArgs {
+    pub const KNOWN: &'static [&'static str] = &["subject", "queue", "concurrency"];
+
+    pub fn from_list(mut list: ArgList, attr_span: Span) -> syn::Result<Self> {
+        list.check_names("nats_subscriber", Self::KNOWN)?;
+        let subject = list.take_str("subject")?;
+        let queue = list.take_str("queue")?;
+        let concurrency = list.take_positive_int("concurrency")?;
+        let subject = subject.ok_or_else(|| {
+            syn::Error::new(
+                attr_span,
+                "missing `subject`; write e.g. #[nats_subscriber(subject = \"orders.created\")]",
+            )
+        })?;
+        Ok(SubscriberArgs {
+            subject,
+            queue,
+            concurrency,
+        })
+    }
+}

@@ -1,0 +1,147 @@
+//! Code generation: the user's function unchanged, plus an adapter that fits
+//! it to the runtime's per-message pipeline and a registration for it.
+
+use proc_macro2::TokenStream;
+use quote::{format_ident, quote, quote_spanned};
+use syn::LitStr;
+use syn::spanned::Spanned;
+
+use crate::attr::SubscriberArgs;
+use crate::signature::{Body, HandlerFn, Output, Param};
+
+/// The item the user wrote, followed by `compile_error!`s, so one mistake
+/// does not bury the rest under "cannot find function" errors.
+pub fn with_errors(item: TokenStream, error: syn::Error) -> TokenStream {
+    let error = error.to_compile_error();
+    quote! { #item #error }
+}
+
+/// Expands `#[nats_subscriber]`.
+pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream {
+    let item = handler.item;
+    let fn_name = &item.sig.ident;
+    let rt = quote!(::nats_trace_runtime::__private);
+
+    let mut decode = Vec::new();
+    let mut call_args = Vec::new();
+    for (index, (param, _)) in handler.params.iter().enumerate() {
+        match param {
+            Param::Payload(body) => {
+                let arg = format_ident!("__nats_trace_arg{}", index);
+                let value = decode_body(body);
+                decode.push(quote! {
+                    let #arg = match #value {
+                        ::core::result::Result::Ok(value) => value,
+                        ::core::result::Result::Err(failure) => {
+                            return ::core::result::Result::Err(failure);
+                        }
+                    };
+                });
+                call_args.push(quote!(#arg));
+            }
+            Param::Context { by_ref: false } => call_args.push(quote!(__nats_trace_ctx)),
+            Param::Context { by_ref: true } => call_args.push(quote!(&__nats_trace_ctx)),
+        }
+    }
+
+    let finish = match &handler.output {
+        Output::Value(body) => encode_body(body, quote!(__nats_trace_ret)),
+        Output::Result { ok, err } => {
+            let ok = encode_body(ok, quote!(__nats_trace_ok));
+            let fail = match err {
+                Some(err) => quote_spanned! {err.span()=>
+                    #rt::Failure::handler::<#err>(__nats_trace_err)
+                },
+                None => quote!(#rt::Failure::handler(__nats_trace_err)),
+            };
+            quote! {
+                match __nats_trace_ret {
+                    ::core::result::Result::Ok(__nats_trace_ok) => #ok,
+                    ::core::result::Result::Err(__nats_trace_err) => {
+                        ::core::result::Result::Err(#fail)
+                    }
+                }
+            }
+        }
+    };
+
+    // Spanned on the function name so a non-`Send` future is reported there.
+    let boxed = quote_spanned! {fn_name.span()=>
+        ::std::boxed::Box::pin
+    };
+    let subject = &args.subject;
+    let queue = option_str(args.queue.as_ref());
+    let concurrency = match &args.concurrency {
+        Some((lit, _)) => quote!(::core::option::Option::Some(#lit)),
+        None => quote!(::core::option::Option::None),
+    };
+    let name = fn_name.to_string();
+    let span_name = format!("process {}", args.subject.value());
+
+    quote! {
+        #item
+
+        const _: () = {
+            fn __nats_trace_adapter(
+                __nats_trace_delivery: #rt::Delivery,
+            ) -> #rt::HandlerFuture {
+                #boxed(async move {
+                    let (__nats_trace_payload, __nats_trace_ctx) = __nats_trace_delivery.into_parts();
+                    #(#decode)*
+                    let __nats_trace_ret = #fn_name(#(#call_args),*).await;
+                    #finish
+                })
+            }
+
+            #rt::inventory::submit! {
+                #rt::Handler::__new(#rt::HandlerSpec {
+                    name: ::core::concat!(::core::module_path!(), "::", #name),
+                    subject: #subject,
+                    span_name: #span_name,
+                    queue: #queue,
+                    concurrency: #concurrency,
+                    call: __nats_trace_adapter,
+                    file: ::core::file!(),
+                    line: ::core::line!(),
+                })
+            }
+        };
+    }
+}
+
+/// An expression of type `Result<T, Failure>` decoding `__nats_trace_payload`.
+/// Spanned on the user's type, so a missing `Deserialize` is reported there.
+fn decode_body(body: &Body) -> TokenStream {
+    let rt = quote!(::nats_trace_runtime::__private);
+    match body {
+        Body::Unit => quote!(#rt::decode_unit(&__nats_trace_payload)),
+        Body::Raw(ty) => quote_spanned! {ty.span()=>
+            #rt::decode_raw::<#ty>(__nats_trace_payload)
+        },
+        Body::Json(ty) => quote_spanned! {ty.span()=>
+            #rt::decode_json::<#ty>(&__nats_trace_payload)
+        },
+    }
+}
+
+/// An expression of type `Result<Reply, Failure>` encoding `value`.
+/// Spanned on the user's type, so a missing `Serialize` is reported there.
+fn encode_body(body: &Body, value: TokenStream) -> TokenStream {
+    let rt = quote!(::nats_trace_runtime::__private);
+    match body {
+        Body::Unit => quote!(#rt::encode_unit(#value)),
+        Body::Raw(ty) => quote_spanned! {ty.span()=>
+            #rt::encode_raw::<#ty>(#value)
+        },
+        Body::Json(ty) => quote_spanned! {ty.span()=>
+            #rt::encode_json::<#ty>(&#value)
+        },
+    }
+}
+
+fn option_str(lit: Option<&LitStr>) -> TokenStream {
+    match lit {
+        Some(lit) => quote!(::core::option::Option::Some(#lit)),
+        None => quote!(::core::option::Option::None),
+    }
+}

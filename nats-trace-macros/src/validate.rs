@@ -1,0 +1,209 @@
+//! Checks that turn misuse into errors spanned on the user's tokens.
+
+use syn::spanned::Spanned;
+use syn::{LitStr, Type};
+
+use crate::attr::SubscriberArgs;
+use crate::signature::{HandlerFn, Param};
+
+/// Whether a subject may contain `*` and `>`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Wildcards {
+    /// A subscription subject: `orders.*`, `orders.>`.
+    Allowed,
+    /// A publish subject: must be concrete.
+    Forbidden,
+}
+
+/// Validates a NATS subject literal, e.g. `orders.*.created`.
+pub fn subject(lit: &LitStr, wildcards: Wildcards) -> syn::Result<()> {
+    match subject_problem(&lit.value(), wildcards) {
+        Some(problem) => Err(syn::Error::new(lit.span(), problem)),
+        None => Ok(()),
+    }
+}
+
+/// Explains what is wrong with `subject`, or `None` if it is valid.
+fn subject_problem(subject: &str, wildcards: Wildcards) -> Option<String> {
+    if subject.is_empty() {
+        return Some("subject must not be empty; write e.g. `subject = \"orders.created\"`".into());
+    }
+    if subject.chars().any(char::is_whitespace) {
+        return Some(format!(
+            "subject `{}` contains whitespace; NATS subjects are dot-separated tokens without spaces",
+            subject.escape_debug()
+        ));
+    }
+    let tokens: Vec<&str> = subject.split('.').collect();
+    let last = tokens.len() - 1;
+    for (i, token) in tokens.iter().enumerate() {
+        if token.is_empty() {
+            return Some(format!(
+                "subject `{subject}` has an empty token; remove the extra `.` \
+                 (subjects look like `orders.created`)"
+            ));
+        }
+        let wildcard = *token == "*" || *token == ">";
+        if wildcard && wildcards == Wildcards::Forbidden {
+            return Some(format!(
+                "cannot publish to the wildcard subject `{subject}`; \
+                 a publish subject must be concrete, e.g. `orders.created`"
+            ));
+        }
+        if *token == ">" && i != last {
+            return Some(format!(
+                "`>` must be the last token of the subject, e.g. `orders.>`; \
+                 use `*` to match a single token in `{subject}`"
+            ));
+        }
+        if !wildcard && token.contains(['*', '>']) {
+            return Some(format!(
+                "wildcard inside the token `{token}` of `{subject}`; \
+                 `*` and `>` must stand alone between dots, e.g. `orders.*`"
+            ));
+        }
+    }
+    None
+}
+
+/// Validates a queue group name.
+pub fn queue(lit: &LitStr) -> syn::Result<()> {
+    let name = lit.value();
+    let problem = if name.is_empty() {
+        Some("queue group name must not be empty; remove `queue` or name the group, e.g. `queue = \"billing\"`".to_string())
+    } else if name.contains(['*', '>']) {
+        Some(format!(
+            "queue group `{name}` contains a wildcard; a queue group is a plain name, e.g. `queue = \"billing\"`"
+        ))
+    } else if name.chars().any(char::is_whitespace) {
+        Some(format!(
+            "queue group `{}` contains whitespace; use a plain name, e.g. `queue = \"billing\"`",
+            name.escape_debug()
+        ))
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(syn::Error::new(lit.span(), problem)),
+        None => Ok(()),
+    }
+}
+
+/// Validates the arguments of `#[nats_subscriber]`.
+pub fn subscriber_args(args: &SubscriberArgs) -> syn::Result<()> {
+    subject(&args.subject, Wildcards::Allowed)?;
+    if let Some(queue_name) = &args.queue {
+        queue(queue_name)?;
+    }
+    Ok(())
+}
+
+/// Validates the shape of a handler function.
+pub fn handler_fn(handler: &HandlerFn<'_>, macro_name: &str) -> syn::Result<()> {
+    let sig = &handler.item.sig;
+    if sig.asyncness.is_none() {
+        return Err(syn::Error::new(
+            sig.fn_token.span(),
+            format!("#[{macro_name}] needs an `async fn`; add `async` before `fn`"),
+        ));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        return Err(syn::Error::new(
+            unsafety.span(),
+            format!("#[{macro_name}] cannot be used on an `unsafe fn`"),
+        ));
+    }
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        return Err(syn::Error::new(
+            sig.generics.span(),
+            "handlers cannot be generic: the runtime decodes messages into one concrete type; \
+             remove the type parameters, e.g. `async fn bill(order: Order)`",
+        ));
+    }
+    let mut payloads = handler
+        .params
+        .iter()
+        .filter(|(param, _)| matches!(param, Param::Payload(_)));
+    match payloads.next() {
+        None => {
+            return Err(syn::Error::new(
+                sig.paren_token.span.join(),
+                "a handler takes exactly one payload parameter, e.g. `order: Order`; \
+                 use `bytes::Bytes` to receive the raw body",
+            ));
+        }
+        Some((_, ty)) => payload_type(ty)?,
+    }
+    if let Some((_, extra)) = payloads.next() {
+        return Err(syn::Error::new(
+            extra.span(),
+            "a handler takes exactly one payload parameter; put the fields in one struct, \
+             and take `ctx: MessageContext` for the subject and headers",
+        ));
+    }
+    let mut contexts = handler
+        .params
+        .iter()
+        .filter(|(param, _)| matches!(param, Param::Context { .. }));
+    if let (Some(_), Some((_, extra))) = (contexts.next(), contexts.next()) {
+        return Err(syn::Error::new(
+            extra.span(),
+            "`MessageContext` can be taken only once",
+        ));
+    }
+    Ok(())
+}
+
+fn payload_type(ty: &Type) -> syn::Result<()> {
+    match ty {
+        Type::Reference(_) => Err(syn::Error::new(
+            ty.span(),
+            "take the payload by value, e.g. `order: Order`; the handler owns the decoded message",
+        )),
+        Type::ImplTrait(_) => Err(syn::Error::new(
+            ty.span(),
+            "the payload cannot be `impl Trait`: the runtime decodes into one concrete type",
+        )),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Wildcards, subject_problem};
+
+    fn ok(subject: &str) -> bool {
+        subject_problem(subject, Wildcards::Allowed).is_none()
+    }
+
+    #[test]
+    fn accepts_valid_subjects() {
+        for s in [
+            "orders",
+            "orders.created",
+            "orders.*",
+            "orders.>",
+            "*.*.x",
+            ">",
+            "a-b_c.d$e",
+        ] {
+            assert!(ok(s), "{s} should be valid");
+        }
+    }
+
+    #[test]
+    fn rejects_invalid_subjects() {
+        for s in [
+            "", "a..b", ".a", "a.", "a b", "a.>.b", "or*ders", "a.b>", "\ta", "a.**",
+        ] {
+            assert!(!ok(s), "{s:?} should be invalid");
+        }
+    }
+
+    #[test]
+    fn publish_subjects_must_be_concrete() {
+        assert!(subject_problem("orders.*", Wildcards::Forbidden).is_some());
+        assert!(subject_problem("orders.>", Wildcards::Forbidden).is_some());
+        assert!(subject_problem("orders.created", Wildcards::Forbidden).is_none());
+    }
+}

@@ -1,0 +1,110 @@
+//! Turning message bodies into handler arguments and handler outputs into
+//! reply bodies: JSON through serde, or raw `Bytes` / `String` as-is.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::outcome::{Failure, Reply};
+
+/// Decodes a JSON body.
+pub fn decode_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
+    serde_json::from_slice(body).map_err(Failure::decode)
+}
+
+/// Encodes a value as a JSON reply body.
+pub fn encode_json<T: Serialize + ?Sized>(value: &T) -> Result<Reply, Failure> {
+    serde_json::to_vec(value)
+        .map(Reply::new)
+        .map_err(Failure::encode)
+}
+
+/// Accepts any body for a `()` payload.
+pub fn decode_unit(_body: &Bytes) -> Result<(), Failure> {
+    Ok(())
+}
+
+/// An empty reply for a `()` output.
+pub fn encode_unit(_value: ()) -> Result<Reply, Failure> {
+    Ok(Reply::empty())
+}
+
+/// A body type taken as-is, without serde: `bytes::Bytes` or `String`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a raw body type",
+    label = "raw bodies must be `bytes::Bytes` or `String`",
+    note = "for JSON, use a type that derives `serde::Deserialize` / `serde::Serialize`"
+)]
+pub trait RawBody: Sized {
+    /// Takes the body of an incoming message.
+    fn from_body(body: Bytes) -> Result<Self, Failure>;
+    /// Gives the body of an outgoing message.
+    fn into_body(self) -> Bytes;
+}
+
+impl RawBody for Bytes {
+    fn from_body(body: Bytes) -> Result<Self, Failure> {
+        Ok(body)
+    }
+
+    fn into_body(self) -> Bytes {
+        self
+    }
+}
+
+impl RawBody for String {
+    fn from_body(body: Bytes) -> Result<Self, Failure> {
+        String::from_utf8(body.to_vec()).map_err(Failure::decode)
+    }
+
+    fn into_body(self) -> Bytes {
+        Bytes::from(self)
+    }
+}
+
+/// Takes a raw body.
+pub fn decode_raw<T: RawBody>(body: Bytes) -> Result<T, Failure> {
+    T::from_body(body)
+}
+
+/// Gives a raw reply body.
+pub fn encode_raw<T: RawBody>(value: T) -> Result<Reply, Failure> {
+    Ok(Reply::new(value.into_body()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outcome::FailureKind;
+
+    #[derive(serde::Deserialize, serde::Serialize, Debug, PartialEq)]
+    struct Order {
+        id: u32,
+    }
+
+    #[test]
+    fn json_round_trip() {
+        let reply = encode_json(&Order { id: 7 }).expect("encodes");
+        let back: Order = decode_json(reply.body()).expect("decodes");
+        assert_eq!(back, Order { id: 7 });
+    }
+
+    #[test]
+    fn bad_json_is_a_decode_failure_named_after_the_codec_error() {
+        let failure = decode_json::<Order>(&Bytes::from_static(b"{not json")).unwrap_err();
+        assert_eq!(failure.kind(), FailureKind::Decode);
+        assert_eq!(failure.error_type(), "serde_json::error::Error");
+        assert_eq!(failure.service_code(), 400);
+    }
+
+    #[test]
+    fn raw_bodies_are_taken_as_is() {
+        let body = Bytes::from_static(b"\xff\x00raw");
+        assert_eq!(decode_raw::<Bytes>(body.clone()).expect("bytes"), body);
+        assert!(
+            decode_raw::<String>(body).is_err(),
+            "invalid UTF-8 is a decode failure"
+        );
+        assert_eq!(encode_raw(String::from("hi")).expect("raw").body(), "hi");
+    }
+}

@@ -1,0 +1,152 @@
+//! Connecting to NATS, with retries for the initial connect.
+
+use std::time::Duration;
+
+use async_nats::{Client, ConnectOptions};
+use rand::Rng;
+
+use crate::error::Error;
+
+/// The URL used when neither the builder nor `NATS_URL` gives one.
+pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
+
+/// The server URL from `NATS_URL`, or [`DEFAULT_URL`].
+pub fn url_from_env() -> String {
+    std::env::var("NATS_URL")
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_URL.to_string())
+}
+
+/// How the initial connect is retried: exponential backoff with jitter.
+/// Once connected, the client reconnects by itself.
+#[derive(Debug, Clone)]
+pub struct ConnectRetry {
+    /// Attempts before giving up; `None` retries forever.
+    pub max_attempts: Option<u32>,
+    /// Delay after the first failure.
+    pub initial_delay: Duration,
+    /// Upper bound of the delay.
+    pub max_delay: Duration,
+}
+
+impl Default for ConnectRetry {
+    /// 10 attempts, from 100 ms doubling up to 5 s: about 20 s in all.
+    fn default() -> Self {
+        ConnectRetry {
+            max_attempts: Some(10),
+            initial_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl ConnectRetry {
+    /// The delay after failed attempt `attempt` (1-based): doubling, capped,
+    /// with up to ±25% jitter so restarted fleets don't reconnect in lockstep.
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doubled = self
+            .initial_delay
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
+        let base = doubled.min(self.max_delay);
+        let jitter = rand::rng().random_range(0.75..=1.25);
+        base.mul_f64(jitter)
+    }
+}
+
+/// Connects to `url`, retrying as `retry` says.
+pub(crate) async fn connect(url: &str, retry: &ConnectRetry) -> Result<Client, Error> {
+    let shown = redact(url);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let options = ConnectOptions::new().name("nats-trace");
+        match options.connect(url).await {
+            Ok(client) => {
+                tracing::info!(url = %shown, "connected to NATS");
+                return Ok(client);
+            }
+            Err(error) if retry.max_attempts.is_none_or(|max| attempt < max) => {
+                let delay = retry.delay(attempt);
+                tracing::warn!(url = %shown, attempt, %error, retry_in = ?delay, "connecting to NATS failed");
+                tokio::time::sleep(delay).await;
+            }
+            Err(source) => {
+                return Err(Error::Connect {
+                    url: shown,
+                    attempts: attempt,
+                    source,
+                });
+            }
+        }
+    }
+}
+
+/// `url` with any user, password or token replaced by `***`, for logs.
+pub fn redact(url: &str) -> String {
+    url.split(',')
+        .map(|server| {
+            let (scheme, rest) = match server.find("://") {
+                Some(i) => server.split_at(i + 3),
+                None => ("", server),
+            };
+            match rest.rfind('@') {
+                Some(at) => format!("{scheme}***@{}", &rest[at + 1..]),
+                None => server.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Waits until the server has processed everything this client sent so far,
+/// e.g. its subscriptions, by a round trip through a private inbox.
+pub(crate) async fn round_trip(client: &Client) -> Result<(), Error> {
+    use futures_util::StreamExt;
+    let inbox = client.new_inbox();
+    let mut probe = client
+        .subscribe(inbox.clone())
+        .await
+        .map_err(|e| Error::Connection(e.to_string()))?;
+    client
+        .publish(inbox, bytes::Bytes::new())
+        .await
+        .map_err(|e| Error::Connection(e.to_string()))?;
+    match tokio::time::timeout(Duration::from_secs(10), probe.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Error::Connection(
+            "connection closed while subscribing".into(),
+        )),
+        Err(_) => Err(Error::Connection(
+            "the server did not confirm the subscriptions within 10 s".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_never_reach_logs() {
+        assert_eq!(
+            redact("nats://user:secret@host:4222"),
+            "nats://***@host:4222"
+        );
+        assert_eq!(
+            redact("nats://tok@h:1,nats://h2:2"),
+            "nats://***@h:1,nats://h2:2"
+        );
+        assert_eq!(redact("localhost:4222"), "localhost:4222");
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let retry = ConnectRetry::default();
+        let first = retry.delay(1);
+        assert!(first >= Duration::from_millis(75) && first <= Duration::from_millis(125));
+        let fourth = retry.delay(4);
+        assert!(fourth >= Duration::from_millis(600) && fourth <= Duration::from_millis(1000));
+        assert!(retry.delay(30) <= Duration::from_millis(6250));
+    }
+}

@@ -1,0 +1,178 @@
+//! The per-message pipeline: extract the trace context, start the process
+//! span, run the handler inside it, reply, end the span.
+//!
+//! Every stage is an ordinary function. The generated adapter only decodes
+//! the payload, calls the user's function and encodes its output.
+
+use std::panic::AssertUnwindSafe;
+
+use async_nats::header::{HeaderValue, NATS_MESSAGE_ID};
+use async_nats::{Client, HeaderMap, Message, Subject};
+use futures_util::FutureExt as _;
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
+
+use crate::context::Delivery;
+use crate::outcome::{Failure, Reply};
+use crate::registry::Handler;
+use crate::semconv;
+use crate::telemetry::Telemetry;
+
+/// Processes one message with `handler`, from extraction to the ended span.
+/// Returns the handler's result for the caller's settle step.
+pub(crate) async fn process(
+    handler: &'static Handler,
+    message: Message,
+    client: &Client,
+    telemetry: &Telemetry,
+) -> Result<Reply, Failure> {
+    let parent = telemetry.propagation.extract(message.headers.as_ref());
+    let cx = start_process_span(handler, &message, &parent, telemetry);
+    let reply_to = message.reply.clone();
+
+    let delivery = Delivery::new(message, handler.subject(), cx.clone());
+    let result = run_handler(handler, delivery)
+        .with_context(cx.clone())
+        .await;
+
+    if let Some(reply_to) = reply_to {
+        send_reply(client, telemetry, &cx, reply_to, &result).await;
+    }
+    end_span(handler, &cx, &result);
+    result
+}
+
+/// Starts the CONSUMER span `process {subscription}`, with every
+/// sampling-relevant attribute set at start.
+fn start_process_span(
+    handler: &'static Handler,
+    message: &Message,
+    parent: &Context,
+    telemetry: &Telemetry,
+) -> Context {
+    let mut attributes = Vec::with_capacity(10);
+    attributes.extend([
+        KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
+        KeyValue::new(
+            semconv::MESSAGING_OPERATION_NAME,
+            semconv::operation_name::PROCESS,
+        ),
+        KeyValue::new(
+            semconv::MESSAGING_OPERATION_TYPE,
+            semconv::operation_type::PROCESS,
+        ),
+        KeyValue::new(
+            semconv::MESSAGING_DESTINATION_NAME,
+            message.subject.to_string(),
+        ),
+        KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, handler.subject()),
+        KeyValue::new(
+            semconv::MESSAGING_MESSAGE_BODY_SIZE,
+            message.payload.len() as i64,
+        ),
+    ]);
+    if let Some(queue) = handler.queue() {
+        attributes.push(KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, queue));
+    }
+    if let Some(id) = message_id(message.headers.as_ref()) {
+        attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_string()));
+    }
+    attributes.extend_from_slice(telemetry.server_attributes());
+
+    let tracer = telemetry.tracer();
+    let span = tracer
+        .span_builder(handler.span_name())
+        .with_kind(SpanKind::Consumer)
+        .with_attributes(attributes)
+        .start_with_context(tracer, parent);
+    parent.with_span(span)
+}
+
+fn message_id(headers: Option<&HeaderMap>) -> Option<&str> {
+    headers?.get(NATS_MESSAGE_ID).map(HeaderValue::as_str)
+}
+
+/// Calls the handler, turning a panic into a [`Failure`] so the runtime
+/// keeps serving.
+async fn run_handler(handler: &'static Handler, delivery: Delivery) -> Result<Reply, Failure> {
+    match AssertUnwindSafe(handler.call(delivery))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => Err(Failure::panic(&*panic)),
+    }
+}
+
+/// Answers a request: the body on success, the `Nats-Service-Error` headers
+/// on failure. The reply carries the process span's context.
+async fn send_reply(
+    client: &Client,
+    telemetry: &Telemetry,
+    cx: &Context,
+    reply_to: Subject,
+    result: &Result<Reply, Failure>,
+) {
+    let mut headers = HeaderMap::new();
+    telemetry.propagation.inject(cx, &mut headers);
+    let body = match result {
+        Ok(reply) => reply.body().clone(),
+        Err(failure) => {
+            headers.insert(
+                async_nats::service::NATS_SERVICE_ERROR,
+                header_text(failure.message()),
+            );
+            headers.insert(
+                async_nats::service::NATS_SERVICE_ERROR_CODE,
+                HeaderValue::from(failure.service_code()),
+            );
+            bytes::Bytes::new()
+        }
+    };
+    if let Err(error) = client.publish_with_headers(reply_to, headers, body).await {
+        tracing::warn!(%error, "sending the reply failed");
+        cx.span().add_event(
+            "reply failed",
+            vec![KeyValue::new("exception.message", error.to_string())],
+        );
+    }
+}
+
+/// A header value holding `text`, with the line breaks NATS headers cannot
+/// carry replaced by spaces.
+fn header_text(text: &str) -> HeaderValue {
+    let single_line: String = text
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect();
+    HeaderValue::from(single_line)
+}
+
+fn end_span(handler: &'static Handler, cx: &Context, result: &Result<Reply, Failure>) {
+    let span = cx.span();
+    if let Err(failure) = result {
+        span.set_attribute(KeyValue::new(
+            semconv::ERROR_TYPE,
+            failure.error_type().to_string(),
+        ));
+        span.set_status(Status::error(failure.message().to_string()));
+        tracing::warn!(
+            handler = handler.name(),
+            error.type = failure.error_type(),
+            error = failure.message(),
+            "message failed"
+        );
+    }
+    span.end();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_text;
+
+    #[test]
+    fn reply_error_text_is_a_single_header_line() {
+        assert_eq!(header_text("bad\r\ninput\n").as_str(), "bad  input ");
+    }
+}

@@ -1,0 +1,230 @@
+//! Carrying the trace context in NATS headers.
+//!
+//! NATS header names are case-sensitive and restricted to printable ASCII
+//! without `:`; values may not contain CR or LF. The injector skips what NATS
+//! cannot carry instead of panicking, and the extractor tolerates anything a
+//! peer may send: missing, duplicated, oddly cased or malformed headers all
+//! end in a valid (possibly empty) context, never in an error.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_nats::HeaderMap;
+use async_nats::header::{HeaderName, HeaderValue};
+use opentelemetry::Context;
+use opentelemetry::propagation::{
+    Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
+};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+/// Which propagator the runtime uses.
+#[derive(Clone, Default)]
+pub enum Propagation {
+    /// `opentelemetry::global::get_text_map_propagator`, so an application
+    /// that installs B3 or Jaeger propagation gets it.
+    #[default]
+    Global,
+    /// A propagator given to the runtime builder, used instead of the global one.
+    Custom(Arc<dyn TextMapPropagator + Send + Sync>),
+}
+
+impl std::fmt::Debug for Propagation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Propagation::Global => f.write_str("Global"),
+            Propagation::Custom(_) => f.write_str("Custom(..)"),
+        }
+    }
+}
+
+impl Propagation {
+    /// Reads the context a publisher put in `headers`.
+    pub fn extract(&self, headers: Option<&HeaderMap>) -> Context {
+        let Some(headers) = headers else {
+            return Context::new();
+        };
+        let extractor = HeaderExtractor(headers);
+        match self {
+            Propagation::Global => opentelemetry::global::get_text_map_propagator(|p| {
+                p.extract_with_context(&Context::new(), &extractor)
+            }),
+            Propagation::Custom(p) => p.extract_with_context(&Context::new(), &extractor),
+        }
+    }
+
+    /// Writes `cx` into `headers`.
+    pub fn inject(&self, cx: &Context, headers: &mut HeaderMap) {
+        let mut injector = HeaderInjector(headers);
+        match self {
+            Propagation::Global => opentelemetry::global::get_text_map_propagator(|p| {
+                p.inject_context(cx, &mut injector)
+            }),
+            Propagation::Custom(p) => p.inject_context(cx, &mut injector),
+        }
+    }
+}
+
+/// Installs W3C TraceContext + Baggage as the global propagator, unless the
+/// application installed one itself. The SDK's default global propagator is
+/// a no-op that handles no fields, which is how an unset one is recognised.
+pub fn install_default_if_unset() {
+    let unset = opentelemetry::global::get_text_map_propagator(|p| p.fields().next().is_none());
+    if unset {
+        opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ]));
+    }
+}
+
+/// Reads propagation fields from NATS headers.
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
+
+impl HeaderExtractor<'_> {
+    fn values(&self, key: &str) -> Vec<&str> {
+        // Exact match first: NATS headers are case-sensitive. Some clients
+        // capitalise (`Traceparent`), so fall back to a case-insensitive scan.
+        if let Ok(name) = HeaderName::from_str(key) {
+            let exact: Vec<&str> = self.0.get_all(name).map(HeaderValue::as_str).collect();
+            if !exact.is_empty() {
+                return exact;
+            }
+        }
+        self.0
+            .iter()
+            .filter(|(name, _)| AsRef::<str>::as_ref(*name).eq_ignore_ascii_case(key))
+            .flat_map(|(_, values)| values.iter().map(HeaderValue::as_str))
+            .collect()
+    }
+}
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values(key).into_iter().next()
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(name, _)| name.as_ref()).collect()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let values = self.values(key);
+        (!values.is_empty()).then_some(values)
+    }
+}
+
+/// Writes propagation fields into NATS headers, skipping any name or value
+/// NATS cannot carry.
+pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        let (Ok(name), Ok(value)) = (HeaderName::from_str(key), HeaderValue::from_str(&value))
+        else {
+            tracing::debug!(key, "skipping a propagation header NATS cannot carry");
+            return;
+        };
+        self.0.insert(name, value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::trace::{
+        SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
+    };
+
+    fn propagation() -> Propagation {
+        Propagation::Custom(Arc::new(TraceContextPropagator::new()))
+    }
+
+    fn sampled_context() -> Context {
+        Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("trace id"),
+            SpanId::from_hex("00f067aa0ba902b7").expect("span id"),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        ))
+    }
+
+    #[test]
+    fn inject_then_extract_round_trips() {
+        let mut headers = HeaderMap::new();
+        propagation().inject(&sampled_context(), &mut headers);
+        assert_eq!(
+            headers.get("traceparent").map(HeaderValue::as_str),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        );
+        let cx = propagation().extract(Some(&headers));
+        assert_eq!(
+            cx.span().span_context(),
+            sampled_context().span().span_context()
+        );
+    }
+
+    #[test]
+    fn malformed_or_missing_traceparent_gives_an_empty_context() {
+        for value in [
+            "garbage",
+            "00-zz-yy-01",
+            "",
+            "00-00000000000000000000000000000000-0000000000000000-01",
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert("traceparent", value);
+            let cx = propagation().extract(Some(&headers));
+            assert!(
+                !cx.span().span_context().is_valid(),
+                "{value:?} must not parse"
+            );
+        }
+        assert!(!propagation().extract(None).span().span_context().is_valid());
+        assert!(
+            !propagation()
+                .extract(Some(&HeaderMap::new()))
+                .span()
+                .span_context()
+                .is_valid()
+        );
+    }
+
+    #[test]
+    fn capitalised_header_names_are_found() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "Traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        let cx = propagation().extract(Some(&headers));
+        assert!(cx.span().span_context().is_valid());
+    }
+
+    #[test]
+    fn duplicated_traceparent_uses_the_first() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        );
+        headers.append("traceparent", "garbage");
+        let cx = propagation().extract(Some(&headers));
+        assert_eq!(
+            cx.span().span_context().trace_id(),
+            TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("trace id")
+        );
+    }
+
+    #[test]
+    fn injector_skips_what_nats_cannot_carry() {
+        let mut headers = HeaderMap::new();
+        let mut injector = HeaderInjector(&mut headers);
+        injector.set("bad:name", "v".into());
+        injector.set("bad name", "v".into());
+        injector.set("good", "line\r\nbreak".into());
+        injector.set("good", "fine".into());
+        assert_eq!(headers.len(), 1);
+        assert_eq!(headers.get("good").map(HeaderValue::as_str), Some("fine"));
+    }
+}

@@ -1,0 +1,138 @@
+//! Handlers registered by `#[nats_subscriber]`, collected through `inventory`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use crate::context::Delivery;
+use crate::error::Error;
+use crate::outcome::{Failure, Reply};
+
+/// The future a handler adapter returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, Failure>> + Send>>;
+
+/// The concurrency a handler gets when its macro does not set `concurrency`.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// The data `#[nats_subscriber]` generates for one handler. Not public API.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct HandlerSpec {
+    /// `module::path::fn_name`.
+    pub name: &'static str,
+    /// The subscription subject, possibly with wildcards.
+    pub subject: &'static str,
+    /// `process {subject}`, built at compile time.
+    pub span_name: &'static str,
+    /// The queue group, if any.
+    pub queue: Option<&'static str>,
+    /// The macro's `concurrency`, if set.
+    pub concurrency: Option<usize>,
+    /// The adapter from a message to the user's function.
+    pub call: fn(Delivery) -> HandlerFuture,
+    /// Where the handler is defined.
+    pub file: &'static str,
+    /// Where the handler is defined.
+    pub line: u32,
+}
+
+/// A registered message handler.
+pub struct Handler {
+    spec: HandlerSpec,
+}
+
+inventory::collect!(Handler);
+
+impl Handler {
+    /// Wraps generated data. Not public API.
+    #[doc(hidden)]
+    pub const fn __new(spec: HandlerSpec) -> Self {
+        Handler { spec }
+    }
+
+    /// The handler's path, `module::fn_name`.
+    pub fn name(&self) -> &'static str {
+        self.spec.name
+    }
+
+    /// The subscription subject, e.g. `orders.*`.
+    pub fn subject(&self) -> &'static str {
+        self.spec.subject
+    }
+
+    /// The queue group, if the handler shares messages with other instances.
+    pub fn queue(&self) -> Option<&'static str> {
+        self.spec.queue
+    }
+
+    /// How many messages this handler processes at once.
+    pub fn concurrency(&self) -> usize {
+        self.spec.concurrency.unwrap_or(DEFAULT_CONCURRENCY)
+    }
+
+    /// The source file and line of the handler.
+    pub fn location(&self) -> (&'static str, u32) {
+        (self.spec.file, self.spec.line)
+    }
+
+    /// The name of the handler's process spans, `process {subject}`.
+    pub fn span_name(&self) -> &'static str {
+        self.spec.span_name
+    }
+
+    pub(crate) fn call(&self, delivery: Delivery) -> HandlerFuture {
+        (self.spec.call)(delivery)
+    }
+}
+
+impl fmt::Debug for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handler")
+            .field("name", &self.name())
+            .field("subject", &self.subject())
+            .field("queue", &self.queue())
+            .field("concurrency", &self.concurrency())
+            .finish()
+    }
+}
+
+impl fmt::Display for Handler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} <- {}", self.name(), self.subject())?;
+        if let Some(queue) = self.queue() {
+            write!(f, " (queue {queue})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every handler registered in this program, sorted by subject, queue and
+/// name (`inventory` itself has no order).
+pub fn registered_handlers() -> Vec<&'static Handler> {
+    let mut handlers: Vec<&'static Handler> = inventory::iter::<Handler>.into_iter().collect();
+    handlers.sort_by_key(|h| (h.subject(), h.queue(), h.name()));
+    handlers
+}
+
+/// Fails when two handlers claim the same subject and queue group: with a
+/// queue they would split its messages at random, without one each message
+/// would be handled twice.
+pub fn check_unique(handlers: &[&'static Handler]) -> Result<(), Error> {
+    for pair in handlers.windows(2) {
+        let (a, b) = (pair[0], pair[1]);
+        if a.subject() == b.subject() && a.queue() == b.queue() {
+            return Err(Error::DuplicateHandler {
+                subject: a.subject(),
+                queue: a.queue(),
+                first: describe(a),
+                second: describe(b),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn describe(handler: &Handler) -> String {
+    let (file, line) = handler.location();
+    format!("{} ({file}:{line})", handler.name())
+}

@@ -1,0 +1,357 @@
+//! Starting and stopping: connect, subscribe every registered handler, wait
+//! for a shutdown signal, drain, flush.
+//!
+//! [`run`] does it all from the environment. [`builder`] does the same with
+//! explicit settings, and can start in the background for tests.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::Client;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tokio::task::JoinSet;
+
+use crate::connection::{self, ConnectRetry};
+use crate::error::Error;
+use crate::propagation::{self, Propagation};
+use crate::registry::{self, Handler};
+use crate::shutdown::{self, StopHandle};
+use crate::subscription::{self, InFlight};
+use crate::telemetry::Telemetry;
+
+/// How long shutdown waits for in-flight handlers by default.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connects to `NATS_URL` (default `nats://127.0.0.1:4222`), runs every
+/// registered handler until SIGINT or SIGTERM, then shuts down gracefully:
+/// stops taking messages, waits for in-flight handlers, drains the
+/// connection and flushes telemetry.
+///
+/// ```no_run
+/// #[tokio::main]
+/// async fn main() -> Result<(), nats_trace_runtime::Error> {
+///     nats_trace_runtime::runtime::run().await
+/// }
+/// ```
+pub async fn run() -> Result<(), Error> {
+    builder().run().await
+}
+
+/// A [`Builder`] with the defaults [`run`] uses.
+pub fn builder() -> Builder {
+    Builder::default()
+}
+
+type Filter = Box<dyn Fn(&Handler) -> bool + Send + Sync>;
+type ShutdownSignal = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+enum Connection {
+    FromEnv,
+    Url(String),
+    Client(Client),
+}
+
+/// Configures a runtime. Every setting has the default [`run`] uses.
+///
+/// ```no_run
+/// # async fn demo(client: async_nats::Client) -> Result<(), nats_trace_runtime::Error> {
+/// use std::time::Duration;
+///
+/// let running = nats_trace_runtime::runtime::builder()
+///     .client(client)
+///     .shutdown_timeout(Duration::from_secs(5))
+///     .start()
+///     .await?;
+/// println!("serving {} handlers", running.handlers().len());
+/// running.stop().await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Builder {
+    connection: Connection,
+    connect_retry: ConnectRetry,
+    shutdown_signal: Option<ShutdownSignal>,
+    shutdown_timeout: Duration,
+    filter: Option<Filter>,
+    tracer_provider: Option<SdkTracerProvider>,
+    propagation: Propagation,
+    logging: bool,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            connection: Connection::FromEnv,
+            connect_retry: ConnectRetry::default(),
+            shutdown_signal: None,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            filter: None,
+            tracer_provider: None,
+            propagation: Propagation::Global,
+            logging: true,
+        }
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let connection = match &self.connection {
+            Connection::FromEnv => "NATS_URL".to_string(),
+            Connection::Url(url) => connection::redact(url),
+            Connection::Client(_) => "existing client".to_string(),
+        };
+        f.debug_struct("Builder")
+            .field("connection", &connection)
+            .field("connect_retry", &self.connect_retry)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("propagation", &self.propagation)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// Connects to `url` instead of `NATS_URL`.
+    pub fn url(mut self, url: impl Into<String>) -> Self {
+        self.connection = Connection::Url(url.into());
+        self
+    }
+
+    /// Uses a client the application already connected. It is used as given:
+    /// shutdown flushes it but does not close it.
+    pub fn client(mut self, client: Client) -> Self {
+        self.connection = Connection::Client(client);
+        self
+    }
+
+    /// How the initial connect is retried.
+    pub fn connect_retry(mut self, retry: ConnectRetry) -> Self {
+        self.connect_retry = retry;
+        self
+    }
+
+    /// Shuts down when `signal` completes, instead of on SIGINT / SIGTERM.
+    /// Used by [`run`](Self::run) only.
+    pub fn shutdown_signal(mut self, signal: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.shutdown_signal = Some(Box::pin(signal));
+        self
+    }
+
+    /// How long shutdown waits for in-flight handlers (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Runs only the registered handlers for which `keep` returns true, e.g.
+    /// to give each test its own handlers.
+    pub fn handlers(mut self, keep: impl Fn(&Handler) -> bool + Send + Sync + 'static) -> Self {
+        self.filter = Some(Box::new(keep));
+        self
+    }
+
+    /// Traces with `provider` instead of the global tracer provider, and
+    /// flushes it at shutdown. The provider is used as given.
+    pub fn tracer_provider(mut self, provider: SdkTracerProvider) -> Self {
+        self.tracer_provider = Some(provider);
+        self
+    }
+
+    /// Propagates with `propagator` instead of the global propagator.
+    pub fn propagator(
+        mut self,
+        propagator: impl TextMapPropagator + Send + Sync + 'static,
+    ) -> Self {
+        self.propagation = Propagation::Custom(Arc::new(propagator));
+        self
+    }
+
+    /// Whether [`run`](Self::run) installs console logging (`RUST_LOG`, default
+    /// `info`) when the application has not installed a `tracing` subscriber.
+    /// On by default.
+    pub fn logging(mut self, enabled: bool) -> Self {
+        self.logging = enabled;
+        self
+    }
+
+    /// Starts, runs until the shutdown signal, then shuts down gracefully.
+    pub async fn run(mut self) -> Result<(), Error> {
+        if self.logging {
+            install_default_logging();
+        }
+        let signal = self.shutdown_signal.take();
+        let running = self.start().await?;
+        let stop = running.stop_handle();
+        let mut stopped = stop.subscribe();
+        match signal {
+            Some(signal) => tokio::select! {
+                () = signal => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            },
+            None => tokio::select! {
+                () = shutdown::signal() => {}
+                _ = stopped.wait_for(|s| *s) => {}
+            },
+        }
+        running.stop().await
+    }
+
+    /// Connects and subscribes every selected handler, then returns while
+    /// they run in the background. When this returns, the server has
+    /// registered every subscription.
+    pub async fn start(self) -> Result<Running, Error> {
+        let mut handlers = registry::registered_handlers();
+        if let Some(keep) = &self.filter {
+            handlers.retain(|handler| keep(handler));
+        }
+        registry::check_unique(&handlers)?;
+        if handlers.is_empty() {
+            return Err(Error::NoHandlers);
+        }
+
+        let (client, owns_client) = match self.connection {
+            Connection::Client(client) => (client, false),
+            Connection::Url(url) => (connection::connect(&url, &self.connect_retry).await?, true),
+            Connection::FromEnv => {
+                let url = connection::url_from_env();
+                (connection::connect(&url, &self.connect_retry).await?, true)
+            }
+        };
+
+        if matches!(self.propagation, Propagation::Global) {
+            propagation::install_default_if_unset();
+        }
+        let info = client.server_info();
+        let telemetry = Telemetry::new(self.tracer_provider, self.propagation)
+            .with_server(&info.host, info.port);
+
+        let (stop, _) = StopHandle::new();
+        let in_flight = InFlight::default();
+        let mut tasks = JoinSet::new();
+        for &handler in &handlers {
+            let subscriber = subscription::subscribe(&client, handler).await?;
+            tasks.spawn(subscription::serve(
+                handler,
+                subscriber,
+                client.clone(),
+                telemetry.clone(),
+                in_flight.clone(),
+                stop.subscribe(),
+            ));
+        }
+        connection::round_trip(&client).await?;
+
+        tracing::info!(count = handlers.len(), "nats-trace serving handlers");
+        for handler in &handlers {
+            tracing::info!(
+                handler = handler.name(),
+                subject = handler.subject(),
+                queue = handler.queue().unwrap_or("-"),
+                concurrency = handler.concurrency(),
+                "handler registered"
+            );
+        }
+
+        Ok(Running {
+            client,
+            owns_client,
+            handlers,
+            stop,
+            tasks,
+            in_flight,
+            telemetry,
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+}
+
+/// A runtime serving its handlers in the background.
+pub struct Running {
+    client: Client,
+    owns_client: bool,
+    handlers: Vec<&'static Handler>,
+    stop: StopHandle,
+    tasks: JoinSet<()>,
+    in_flight: InFlight,
+    telemetry: Telemetry,
+    shutdown_timeout: Duration,
+}
+
+impl fmt::Debug for Running {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Running")
+            .field("handlers", &self.handlers)
+            .field("in_flight", &self.in_flight.count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// The handlers this runtime serves, sorted by subject.
+    pub fn handlers(&self) -> &[&'static Handler] {
+        &self.handlers
+    }
+
+    /// The connection the handlers use.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// A handle that stops this runtime from elsewhere; [`stopped`](Self::stopped)
+    /// then completes.
+    pub fn stop_handle(&self) -> StopHandle {
+        self.stop.clone()
+    }
+
+    /// Waits until a [`StopHandle`] asks to stop, then shuts down.
+    pub async fn stopped(self) -> Result<(), Error> {
+        let mut stopped = self.stop.subscribe();
+        let _ = stopped.wait_for(|s| *s).await;
+        self.stop().await
+    }
+
+    /// Shuts down gracefully: stops taking messages, waits up to the shutdown
+    /// timeout for in-flight handlers (their replies are sent), drains the
+    /// connection if the runtime opened it, and flushes telemetry.
+    pub async fn stop(mut self) -> Result<(), Error> {
+        self.stop.stop();
+        let finished = tokio::time::timeout(self.shutdown_timeout, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        let result = match finished {
+            Ok(()) => Ok(()),
+            Err(_) => {
+                let unfinished = self.in_flight.count();
+                self.tasks.abort_all();
+                tracing::warn!(unfinished, timeout = ?self.shutdown_timeout, "shutdown timed out");
+                Err(Error::ShutdownTimeout {
+                    unfinished,
+                    timeout: self.shutdown_timeout,
+                })
+            }
+        };
+        if let Err(error) = self.client.flush().await {
+            tracing::warn!(%error, "flushing the connection failed");
+        }
+        if self.owns_client {
+            if let Err(error) = self.client.drain().await {
+                tracing::warn!(%error, "draining the connection failed");
+            }
+        }
+        self.telemetry.flush().await;
+        tracing::info!("nats-trace stopped");
+        result
+    }
+}
+
+/// Console logging for applications that installed no `tracing` subscriber.
+fn install_default_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // Fails only when a subscriber is already installed, which is then kept.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}

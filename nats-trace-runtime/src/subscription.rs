@@ -1,0 +1,108 @@
+//! Feeding one handler from its core NATS subscription: each message in its
+//! own task, at most `concurrency` at a time, until the runtime stops.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_nats::{Client, Subscriber};
+use futures_util::StreamExt;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::error::Error;
+use crate::pipeline;
+use crate::registry::Handler;
+use crate::telemetry::Telemetry;
+
+/// Subscribes `handler`, with its queue group when it has one.
+pub(crate) async fn subscribe(
+    client: &Client,
+    handler: &'static Handler,
+) -> Result<Subscriber, Error> {
+    let subscribed = match handler.queue() {
+        Some(queue) => {
+            client
+                .queue_subscribe(handler.subject(), queue.to_string())
+                .await
+        }
+        None => client.subscribe(handler.subject()).await,
+    };
+    subscribed.map_err(|source| Error::Subscribe {
+        handler: handler.name(),
+        subject: handler.subject(),
+        source,
+    })
+}
+
+/// Counts handler runs in progress across a runtime, for shutdown reports.
+#[derive(Clone, Default)]
+pub(crate) struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    pub(crate) fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn enter(&self) -> InFlightGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        InFlightGuard(self.0.clone())
+    }
+}
+
+struct InFlightGuard(Arc<AtomicUsize>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Runs until `stop` turns true, then drains the subscription: the server
+/// stops sending, messages already received are still processed, and this
+/// returns once every started run has finished.
+pub(crate) async fn serve(
+    handler: &'static Handler,
+    mut subscriber: Subscriber,
+    client: Client,
+    telemetry: Telemetry,
+    in_flight: InFlight,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(handler.concurrency()));
+    let mut runs = JoinSet::new();
+    let mut draining = false;
+    loop {
+        let next = if draining {
+            subscriber.next().await
+        } else {
+            let stopping = async {
+                let _ = stop.wait_for(|stopped| *stopped).await;
+            };
+            tokio::select! {
+                next = subscriber.next() => next,
+                () = stopping => {
+                    draining = true;
+                    if let Err(error) = subscriber.drain().await {
+                        tracing::warn!(handler = handler.name(), %error, "draining the subscription failed");
+                        break;
+                    }
+                    continue;
+                }
+            }
+        };
+        let Some(message) = next else { break };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let guard = in_flight.enter();
+        let (client, telemetry) = (client.clone(), telemetry.clone());
+        runs.spawn(async move {
+            let _result = pipeline::process(handler, message, &client, &telemetry).await;
+            drop((permit, guard));
+        });
+        // Reap finished runs so the set stays as small as the concurrency.
+        while runs.try_join_next().is_some() {}
+    }
+    while runs.join_next().await.is_some() {}
+    tracing::debug!(handler = handler.name(), "handler stopped");
+}

@@ -1,0 +1,1 @@
+//! The cases live in `pass/` and `fail/`; `tests/ui.rs` runs them.
