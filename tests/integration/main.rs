@@ -1,1 +1,6 @@
-//! Integration tests against a real nats-server.
+//! Integration tests against a real nats-server, asserting on the spans the
+//! SDK's in-memory exporter received.
+
+mod core_subscriber;
+mod runtime_lifecycle;
+mod support;

@@ -1,0 +1,54 @@
+//! Shared set-up: a server per test, a runtime serving only the test's own
+//! handlers, and a test tracer to publish with a known parent.
+
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use nats_trace_runtime::propagation::HeaderInjector;
+use nats_trace_runtime::runtime::{self, Running};
+use nats_trace_testing::{NatsServer, SpanCapture};
+use opentelemetry::Context;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub fn server() -> NatsServer {
+    NatsServer::start().unwrap_or_else(|error| panic!("{error}"))
+}
+
+pub async fn connect(server: &NatsServer) -> async_nats::Client {
+    async_nats::connect(server.url())
+        .await
+        .expect("connect to the test server")
+}
+
+/// A runtime on `server` serving only the handlers whose path starts with
+/// `prefix` (a test module's `module_path!()` plus a separator), traced into
+/// `capture`.
+pub async fn start(server: &NatsServer, capture: &SpanCapture, prefix: &'static str) -> Running {
+    runtime::builder()
+        .url(server.url())
+        .tracer_provider(capture.provider())
+        .propagator(TraceContextPropagator::new())
+        .handlers(move |handler| handler.name().starts_with(prefix))
+        .shutdown_timeout(Duration::from_secs(5))
+        .start()
+        .await
+        .expect("runtime starts")
+}
+
+/// Starts a PRODUCER span on the test tracer and returns its context and the
+/// headers carrying it, as an instrumented publisher would.
+pub fn traced_headers(capture: &SpanCapture, name: &'static str) -> (Context, HeaderMap) {
+    let tracer = capture.provider().tracer("test-publisher");
+    let span = tracer
+        .span_builder(name)
+        .with_kind(SpanKind::Producer)
+        .start(&tracer);
+    let cx = Context::new().with_span(span);
+    let mut headers = HeaderMap::new();
+    TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut headers));
+    (cx, headers)
+}
