@@ -65,9 +65,15 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
         }
     };
 
-    // Spanned on the function name so a non-`Send` future is reported there.
-    let boxed = quote_spanned! {fn_name.span()=>
-        ::std::boxed::Box::pin
+    let body = quote! {
+        let (__nats_trace_payload, __nats_trace_ctx) = __nats_trace_delivery.into_parts();
+        #(#decode)*
+        let __nats_trace_ret = #fn_name(#(#call_args),*).await;
+        #finish
+    };
+    // Spanned on the function name, so a non-`Send` future is reported there.
+    let run = quote_spanned! {fn_name.span()=>
+        ::std::boxed::Box::pin(async move { #body })
     };
     let subject = &args.subject;
     let queue = option_str(args.queue.as_ref());
@@ -85,12 +91,7 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
             fn __nats_trace_adapter(
                 __nats_trace_delivery: #rt::Delivery,
             ) -> #rt::HandlerFuture {
-                #boxed(async move {
-                    let (__nats_trace_payload, __nats_trace_ctx) = __nats_trace_delivery.into_parts();
-                    #(#decode)*
-                    let __nats_trace_ret = #fn_name(#(#call_args),*).await;
-                    #finish
-                })
+                #run
             }
 
             #rt::inventory::submit! {

@@ -1,0 +1,6 @@
+use nats_trace_runtime::prelude::*;
+
+#[nats_subscriber(subject = "or*ders.created")]
+async fn bill(_body: bytes::Bytes) {}
+
+fn main() {}
