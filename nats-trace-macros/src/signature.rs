@@ -12,49 +12,49 @@ use syn::spanned::Spanned;
 use syn::{FnArg, GenericArgument, ItemFn, PathArguments, ReturnType, Type};
 
 /// How a message body maps to a Rust type.
-pub enum Body {
+pub enum Body<'a> {
     /// `()`: no body (an empty reply).
     Unit,
     /// `bytes::Bytes` or `String`, taken as-is.
-    Raw(Type),
+    Raw(&'a Type),
     /// Anything else, through serde JSON.
-    Json(Type),
+    Json(&'a Type),
 }
 
-impl Body {
-    fn of(ty: &Type) -> Body {
+impl<'a> Body<'a> {
+    fn of(ty: &'a Type) -> Body<'a> {
         if is_unit(ty) {
             Body::Unit
         } else if last_segment_is(ty, &["Bytes", "String"]) {
-            Body::Raw(ty.clone())
+            Body::Raw(ty)
         } else {
-            Body::Json(ty.clone())
+            Body::Json(ty)
         }
     }
 }
 
 /// One parameter of the handler, in declaration order.
-pub enum Param {
+pub enum Param<'a> {
     /// The decoded message body.
-    Payload(Body),
+    Payload(Body<'a>),
     /// `MessageContext`, by value or by reference.
     Context { by_ref: bool },
 }
 
 /// What the handler returns.
-pub enum Output {
+pub enum Output<'a> {
     /// The value itself is the reply body (`()` means an empty reply).
-    Value(Body),
+    Value(Body<'a>),
     /// `Result<T, E>`: `Ok` is the reply body, `Err` fails the message.
     /// `err` is `None` for aliases such as `anyhow::Result<T>`.
-    Result { ok: Body, err: Option<Type> },
+    Result { ok: Body<'a>, err: Option<&'a Type> },
 }
 
 /// A handler function, read but not yet validated.
 pub struct HandlerFn<'a> {
     pub item: &'a ItemFn,
-    pub params: Vec<(Param, &'a Type)>,
-    pub output: Output,
+    pub params: Vec<(Param<'a>, &'a Type)>,
+    pub output: Output<'a>,
 }
 
 impl<'a> HandlerFn<'a> {
@@ -84,7 +84,7 @@ impl<'a> HandlerFn<'a> {
     }
 }
 
-fn classify_param(ty: &Type) -> Param {
+fn classify_param(ty: &Type) -> Param<'_> {
     match ty {
         Type::Reference(reference) if last_segment_is(&reference.elem, &["MessageContext"]) => {
             Param::Context { by_ref: true }
@@ -94,7 +94,7 @@ fn classify_param(ty: &Type) -> Param {
     }
 }
 
-fn classify_output(output: &ReturnType) -> syn::Result<Output> {
+fn classify_output(output: &ReturnType) -> syn::Result<Output<'_>> {
     let ty = match output {
         ReturnType::Default => return Ok(Output::Value(Body::Unit)),
         ReturnType::Type(_, ty) => &**ty,
@@ -132,7 +132,7 @@ fn classify_output(output: &ReturnType) -> syn::Result<Output> {
     })?;
     Ok(Output::Result {
         ok: Body::of(ok),
-        err: types.next().cloned(),
+        err: types.next(),
     })
 }
 

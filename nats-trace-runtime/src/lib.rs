@@ -30,11 +30,13 @@
 
 mod codec;
 mod connection;
+pub mod console_tree;
 mod context;
 mod error;
 mod outcome;
 mod pipeline;
 pub mod propagation;
+mod publisher;
 mod registry;
 pub mod runtime;
 pub mod semconv;
@@ -47,6 +49,7 @@ pub use connection::{ConnectRetry, DEFAULT_URL};
 pub use context::MessageContext;
 pub use error::Error;
 pub use outcome::{Failure, FailureKind, Reply};
+pub use publisher::{PublishError, Publisher};
 pub use registry::{DEFAULT_CONCURRENCY, Handler, registered_handlers};
 pub use shutdown::StopHandle;
 
@@ -143,7 +146,7 @@ pub use nats_trace_macros::nats_subscriber;
 
 /// The names most services need: `use nats_trace_runtime::prelude::*;`.
 pub mod prelude {
-    pub use crate::{MessageContext, nats_subscriber};
+    pub use crate::{MessageContext, Publisher, nats_subscriber};
 }
 
 /// Used by the code the macros generate. Not public API: anything here may
@@ -158,3 +161,8 @@ pub mod __private {
     pub use crate::registry::{Handler, HandlerFuture, HandlerSpec};
     pub use inventory;
 }
+
+/// The README's examples, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

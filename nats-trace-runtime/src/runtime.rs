@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use crate::connection::{self, ConnectRetry};
 use crate::error::Error;
 use crate::propagation::{self, Propagation};
+use crate::publisher::Publisher;
 use crate::registry::{self, Handler};
 use crate::shutdown::{self, StopHandle};
 use crate::subscription::{self, InFlight};
@@ -169,7 +170,7 @@ impl Builder {
         self
     }
 
-    /// Whether [`run`](Self::run) installs console logging (`RUST_LOG`, default
+    /// Whether the runtime installs console logging (`RUST_LOG`, default
     /// `info`) when the application has not installed a `tracing` subscriber.
     /// On by default.
     pub fn logging(mut self, enabled: bool) -> Self {
@@ -179,9 +180,6 @@ impl Builder {
 
     /// Starts, runs until the shutdown signal, then shuts down gracefully.
     pub async fn run(mut self) -> Result<(), Error> {
-        if self.logging {
-            install_default_logging();
-        }
         let signal = self.shutdown_signal.take();
         let running = self.start().await?;
         let stop = running.stop_handle();
@@ -203,6 +201,9 @@ impl Builder {
     /// they run in the background. When this returns, the server has
     /// registered every subscription.
     pub async fn start(self) -> Result<Running, Error> {
+        if self.logging {
+            install_default_logging();
+        }
         let mut handlers = registry::registered_handlers();
         if let Some(keep) = &self.filter {
             handlers.retain(|handler| keep(handler));
@@ -300,6 +301,11 @@ impl Running {
         &self.client
     }
 
+    /// A [`Publisher`] on this runtime's connection, traced like its handlers.
+    pub fn publisher(&self) -> Publisher {
+        Publisher::with_telemetry(self.client.clone(), self.telemetry.clone())
+    }
+
     /// A handle that stops this runtime from elsewhere; [`stopped`](Self::stopped)
     /// then completes.
     pub fn stop_handle(&self) -> StopHandle {
@@ -337,10 +343,10 @@ impl Running {
         if let Err(error) = self.client.flush().await {
             tracing::warn!(%error, "flushing the connection failed");
         }
-        if self.owns_client {
-            if let Err(error) = self.client.drain().await {
-                tracing::warn!(%error, "draining the connection failed");
-            }
+        if self.owns_client
+            && let Err(error) = self.client.drain().await
+        {
+            tracing::warn!(%error, "draining the connection failed");
         }
         self.telemetry.flush().await;
         tracing::info!("nats-trace stopped");
@@ -348,10 +354,19 @@ impl Running {
     }
 }
 
-/// Console logging for applications that installed no `tracing` subscriber.
+/// Console logging for applications that installed no `tracing` subscriber:
+/// `RUST_LOG` when set, else `info` (the client library's own chatter at
+/// `warn`), with colors only on a terminal and unless `NO_COLOR` is set.
 fn install_default_logging() {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
+    let color = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
     // Fails only when a subscriber is already installed, which is then kept.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(color)
+        .try_init();
 }

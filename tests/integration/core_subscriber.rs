@@ -421,3 +421,58 @@ async fn a_panicking_handler_fails_its_message_and_the_runtime_keeps_serving() {
         Some(&Value::from("panic"))
     );
 }
+
+mod published {
+    use super::*;
+
+    #[nats_subscriber(subject = "published.orders")]
+    async fn take(_order: Order) {}
+}
+
+#[tokio::test]
+async fn publisher_span_is_the_parent_of_the_process_span() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let running = support::start(
+        &server,
+        &capture,
+        "integration::core_subscriber::published::",
+    )
+    .await;
+
+    running
+        .publisher()
+        .publish("published.orders", &Order { id: 1 })
+        .await
+        .expect("publish");
+    let spans = capture.wait_for_named("process published.orders", 1).await;
+    running.stop().await.expect("clean stop");
+
+    let publish = named(&spans, "publish published.orders");
+    let process = named(&spans, "process published.orders");
+    assert_eq!(
+        (publish.len(), process.len()),
+        (1, 1),
+        "{}",
+        describe(&spans)
+    );
+    let (publish, process) = (publish[0], process[0]);
+    assert_eq!(publish.span_kind, SpanKind::Producer);
+    assert_eq!(
+        publish.parent_span_id,
+        opentelemetry::trace::SpanId::INVALID
+    );
+    assert_eq!(
+        process.span_context.trace_id(),
+        publish.span_context.trace_id()
+    );
+    assert_eq!(process.parent_span_id, publish.span_context.span_id());
+    assert_eq!(
+        string_attribute(publish, semconv::MESSAGING_OPERATION_TYPE).as_deref(),
+        Some("send")
+    );
+    assert_eq!(
+        string_attribute(publish, semconv::MESSAGING_DESTINATION_NAME).as_deref(),
+        Some("published.orders")
+    );
+}

@@ -93,6 +93,7 @@ async fn two_handlers_on_the_same_subject_and_queue_are_refused() {
             h.name()
                 .starts_with("integration::runtime_lifecycle::twins::")
         })
+        .logging(false)
         .start()
         .await
         .expect_err("duplicates are refused before connecting");
@@ -123,6 +124,7 @@ async fn a_filter_that_matches_nothing_is_an_error_not_a_silent_idle_service() {
     let error = runtime::builder()
         .url("nats://127.0.0.1:1")
         .handlers(|_| false)
+        .logging(false)
         .start()
         .await
         .expect_err("nothing to run");
@@ -193,6 +195,7 @@ async fn the_initial_connect_gives_up_after_the_configured_attempts() {
             initial_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(10),
         })
+        .logging(false)
         .start()
         .await
         .expect_err("nothing listens there");
@@ -222,6 +225,7 @@ async fn the_initial_connect_is_retried_until_the_server_comes_up() {
                 initial_delay: Duration::from_millis(50),
                 max_delay: Duration::from_millis(200),
             })
+            .logging(false)
             .start(),
     );
     tokio::time::sleep(Duration::from_millis(400)).await;

@@ -34,6 +34,7 @@ pub async fn start(server: &NatsServer, capture: &SpanCapture, prefix: &'static 
         .propagator(TraceContextPropagator::new())
         .handlers(move |handler| handler.name().starts_with(prefix))
         .shutdown_timeout(Duration::from_secs(5))
+        .logging(false)
         .start()
         .await
         .expect("runtime starts")
