@@ -476,3 +476,47 @@ async fn publisher_span_is_the_parent_of_the_process_span() {
         Some("published.orders")
     );
 }
+
+mod nested {
+    use super::*;
+    use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+
+    pub static PROVIDER: std::sync::OnceLock<opentelemetry_sdk::trace::SdkTracerProvider> =
+        std::sync::OnceLock::new();
+
+    #[nats_subscriber(subject = "nested.work")]
+    async fn work(_body: Bytes) {
+        // Across an await, the process span must still be the current context.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        if let Some(provider) = PROVIDER.get() {
+            let mut span = provider.tracer("user-code").start("user work");
+            tokio::task::yield_now().await;
+            span.end();
+        }
+    }
+}
+
+#[tokio::test]
+async fn spans_the_handler_starts_are_children_of_the_process_span() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    nested::PROVIDER.set(capture.provider()).expect("set once");
+    let running = support::start(&server, &capture, "integration::core_subscriber::nested::").await;
+    let client = support::connect(&server).await;
+
+    client
+        .publish("nested.work", Bytes::new())
+        .await
+        .expect("publish");
+    let spans = capture.wait_for_named("process nested.work", 1).await;
+    running.stop().await.expect("clean stop");
+
+    let process = named(&spans, "process nested.work");
+    let user = named(&spans, "user work");
+    assert_eq!((process.len(), user.len()), (1, 1), "{}", describe(&spans));
+    assert_eq!(
+        user[0].span_context.trace_id(),
+        process[0].span_context.trace_id()
+    );
+    assert_eq!(user[0].parent_span_id, process[0].span_context.span_id());
+}
