@@ -108,6 +108,51 @@ impl ArgList {
         }
     }
 
+    /// Takes a bare `name` flag.
+    pub fn take_flag(&mut self, name: &str) -> syn::Result<Option<Ident>> {
+        let Some(arg) = self.take(name) else {
+            return Ok(None);
+        };
+        match arg.value {
+            None => Ok(Some(arg.name)),
+            Some(value) => Err(syn::Error::new(
+                value.span(),
+                format!("`{name}` is a flag and takes no value; write just `{name}`"),
+            )),
+        }
+    }
+
+    /// Takes `name = <expression>`.
+    pub fn take_expr(&mut self, name: &str, example: &str) -> syn::Result<Option<Expr>> {
+        let Some(arg) = self.take(name) else {
+            return Ok(None);
+        };
+        arg.value.map(Some).ok_or_else(|| {
+            syn::Error::new(
+                arg.name.span(),
+                format!("`{name}` needs a value, e.g. `{name} = {example}`"),
+            )
+        })
+    }
+
+    /// Takes `name = N` for an integer `N` that may be zero.
+    pub fn take_count(&mut self, name: &str) -> syn::Result<Option<(LitInt, u32)>> {
+        let Some(arg) = self.take(name) else {
+            return Ok(None);
+        };
+        let fix = format!("`{name}` takes a whole number, e.g. `{name} = 3`");
+        match arg.value {
+            Some(Expr::Lit(syn::ExprLit {
+                lit: Lit::Int(int), ..
+            })) => match int.base10_parse::<u32>() {
+                Ok(n) => Ok(Some((int, n))),
+                Err(_) => Err(syn::Error::new(int.span(), fix)),
+            },
+            Some(other) => Err(syn::Error::new(other.span(), fix)),
+            None => Err(syn::Error::new(arg.name.span(), fix)),
+        }
+    }
+
     /// Takes `name = N` for a positive integer `N`.
     pub fn take_positive_int(&mut self, name: &str) -> syn::Result<Option<(LitInt, usize)>> {
         let Some(arg) = self.take(name) else {
@@ -152,6 +197,38 @@ impl SubscriberArgs {
             subject,
             queue,
             concurrency,
+        })
+    }
+}
+
+/// Arguments of `#[nats_publisher(...)]`.
+pub struct PublisherArgs {
+    pub subject: LitStr,
+    pub jetstream: bool,
+    pub message_id: Option<Expr>,
+    pub retries: Option<(LitInt, u32)>,
+}
+
+impl PublisherArgs {
+    pub const KNOWN: &'static [&'static str] = &["subject", "jetstream", "message_id", "retries"];
+
+    pub fn from_list(mut list: ArgList, attr_span: Span) -> syn::Result<Self> {
+        list.check_names("nats_publisher", Self::KNOWN)?;
+        let subject = list.take_str("subject")?;
+        let jetstream = list.take_flag("jetstream")?.is_some();
+        let message_id = list.take_expr("message_id", "|order: &Order| order.id.to_string()")?;
+        let retries = list.take_count("retries")?;
+        let subject = subject.ok_or_else(|| {
+            syn::Error::new(
+                attr_span,
+                "missing `subject`; write e.g. #[nats_publisher(subject = \"orders.created\")]",
+            )
+        })?;
+        Ok(PublisherArgs {
+            subject,
+            jetstream,
+            message_id,
+            retries,
         })
     }
 }

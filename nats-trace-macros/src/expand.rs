@@ -6,8 +6,8 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::LitStr;
 use syn::spanned::Spanned;
 
-use crate::attr::SubscriberArgs;
-use crate::signature::{Body, HandlerFn, Output, Param};
+use crate::attr::{PublisherArgs, SubscriberArgs};
+use crate::signature::{Body, HandlerFn, Output, Param, PublisherFn};
 
 /// The item the user wrote, followed by `compile_error!`s, so one mistake
 /// does not bury the rest under "cannot find function" errors.
@@ -110,6 +110,80 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
     }
 }
 
+/// Expands `#[nats_publisher]`: the function keeps its signature; its body
+/// moves into an inner function, and the outer one publishes the `Ok` value.
+pub fn publisher(args: &PublisherArgs, publisher: &PublisherFn<'_>) -> TokenStream {
+    let rt = quote!(::nats_trace_runtime::__private);
+    let item = publisher.item;
+    let attrs = &item.attrs;
+    let vis = &item.vis;
+    let mut outer_sig = item.sig.clone();
+    let mut inner_sig = item.sig.clone();
+    inner_sig.ident = format_ident!("__nats_trace_inner");
+
+    let mut call_args = Vec::new();
+    for (index, input) in outer_sig.inputs.iter_mut().enumerate() {
+        if let syn::FnArg::Typed(pat_type) = input {
+            let arg = format_ident!("__nats_trace_arg{}", index);
+            pat_type.attrs.clear();
+            *pat_type.pat = syn::parse_quote!(#arg);
+            call_args.push(arg);
+        }
+    }
+
+    let block = &item.block;
+    let subject = &args.subject;
+    let jetstream = args.jetstream;
+    let retries = match &args.retries {
+        Some((lit, _)) => quote!(::core::option::Option::Some(#lit)),
+        None => quote!(::core::option::Option::None),
+    };
+    let message_id = match &args.message_id {
+        Some(expr) => quote_spanned! {expr.span()=>
+            ::core::option::Option::Some(::std::string::ToString::to_string(
+                &(#expr)(&__nats_trace_value),
+            ))
+        },
+        None => quote!(::core::option::Option::None),
+    };
+    let encoded = encode_body(&publisher.ok, quote!(__nats_trace_value));
+    let convert = match publisher.err {
+        Some(err) => quote_spanned! {err.span()=>
+            #rt::publish_error_into::<#err>(__nats_trace_error)
+        },
+        None => quote!(#rt::publish_error_into(__nats_trace_error)),
+    };
+
+    quote! {
+        #(#attrs)*
+        #vis #outer_sig {
+            #inner_sig #block
+
+            static __NATS_TRACE_PUBLISH: #rt::PublishSpec = #rt::PublishSpec {
+                subject: #subject,
+                jetstream: #jetstream,
+                retries: #retries,
+            };
+
+            match __nats_trace_inner(#(#call_args),*).await {
+                ::core::result::Result::Ok(__nats_trace_value) => {
+                    let __nats_trace_id = #message_id;
+                    let __nats_trace_body = #encoded;
+                    match #rt::publish_output(&__NATS_TRACE_PUBLISH, __nats_trace_body, __nats_trace_id).await {
+                        ::core::result::Result::Ok(()) => ::core::result::Result::Ok(__nats_trace_value),
+                        ::core::result::Result::Err(__nats_trace_error) => {
+                            ::core::result::Result::Err(#convert)
+                        }
+                    }
+                }
+                ::core::result::Result::Err(__nats_trace_error) => {
+                    ::core::result::Result::Err(__nats_trace_error)
+                }
+            }
+        }
+    }
+}
+
 /// An expression of type `Result<T, Failure>` decoding `__nats_trace_payload`.
 /// Spanned on the user's type, so a missing `Deserialize` is reported there.
 fn decode_body(body: &Body) -> TokenStream {
@@ -130,9 +204,9 @@ fn decode_body(body: &Body) -> TokenStream {
 fn encode_body(body: &Body, value: TokenStream) -> TokenStream {
     let rt = quote!(::nats_trace_runtime::__private);
     match body {
-        Body::Unit => quote!(#rt::encode_unit(#value)),
+        Body::Unit => quote!(#rt::encode_unit(&#value)),
         Body::Raw(ty) => quote_spanned! {ty.span()=>
-            #rt::encode_raw::<#ty>(#value)
+            #rt::encode_raw::<#ty>(&#value)
         },
         Body::Json(ty) => quote_spanned! {ty.span()=>
             #rt::encode_json::<#ty>(&#value)

@@ -84,6 +84,30 @@ impl<'a> HandlerFn<'a> {
     }
 }
 
+/// A publisher function: its `Ok` type is published, its `Err` type must
+/// carry a failed publish.
+pub struct PublisherFn<'a> {
+    pub item: &'a ItemFn,
+    pub ok: Body<'a>,
+    pub err: Option<&'a Type>,
+}
+
+impl<'a> PublisherFn<'a> {
+    pub fn from_syn(item: &'a ItemFn) -> syn::Result<Self> {
+        let fix = "#[nats_publisher] needs a `Result<T, E>` return type: `T` is published, \
+                   and a failed publish reaches the caller as `E`, which must implement \
+                   `From<nats_trace_runtime::PublishError>` (`anyhow::Error` does)";
+        let span = match &item.sig.output {
+            ReturnType::Default => item.sig.paren_token.span.close(),
+            ReturnType::Type(_, ty) => ty.span(),
+        };
+        match classify_output(&item.sig.output)? {
+            Output::Result { ok, err } => Ok(PublisherFn { item, ok, err }),
+            Output::Value(_) => Err(syn::Error::new(span, fix)),
+        }
+    }
+}
+
 fn classify_param(ty: &Type) -> Param<'_> {
     match ty {
         Type::Reference(reference) if last_segment_is(&reference.elem, &["MessageContext"]) => {

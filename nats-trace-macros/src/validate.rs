@@ -1,9 +1,9 @@
 //! Checks that turn misuse into errors spanned on the user's tokens.
 
 use syn::spanned::Spanned;
-use syn::{LitStr, Type};
+use syn::{FnArg, ItemFn, LitStr, Signature, Type};
 
-use crate::attr::SubscriberArgs;
+use crate::attr::{PublisherArgs, SubscriberArgs};
 use crate::signature::{HandlerFn, Param};
 
 /// Whether a subject may contain `*` and `>`.
@@ -98,9 +98,37 @@ pub fn subscriber_args(args: &SubscriberArgs) -> syn::Result<()> {
     Ok(())
 }
 
-/// Validates the shape of a handler function.
-pub fn handler_fn(handler: &HandlerFn<'_>, macro_name: &str) -> syn::Result<()> {
-    let sig = &handler.item.sig;
+/// Validates the arguments of `#[nats_publisher]`.
+pub fn publisher_args(args: &PublisherArgs) -> syn::Result<()> {
+    subject(&args.subject, Wildcards::Forbidden)
+}
+
+/// Validates a publisher function: async, free, not generic, and returning
+/// `Result<T, E>` so a failed publish can reach the caller.
+pub fn publisher_fn(item: &ItemFn) -> syn::Result<()> {
+    let sig = &item.sig;
+    common_fn_shape(sig, "nats_publisher")?;
+    if let Some(FnArg::Receiver(receiver)) = sig.inputs.first() {
+        return Err(syn::Error::new(
+            receiver.span(),
+            "#[nats_publisher] works on free functions, not methods; \
+             move this function out of the `impl` block",
+        ));
+    }
+    for input in &sig.inputs {
+        if let FnArg::Typed(pat_type) = input
+            && let Type::ImplTrait(_) = &*pat_type.ty
+        {
+            return Err(syn::Error::new(
+                pat_type.ty.span(),
+                "#[nats_publisher] functions cannot take `impl Trait`; name the concrete type",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn common_fn_shape(sig: &Signature, macro_name: &str) -> syn::Result<()> {
     if sig.asyncness.is_none() {
         return Err(syn::Error::new(
             sig.fn_token.span(),
@@ -116,10 +144,19 @@ pub fn handler_fn(handler: &HandlerFn<'_>, macro_name: &str) -> syn::Result<()> 
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         return Err(syn::Error::new(
             sig.generics.span(),
-            "handlers cannot be generic: the runtime decodes messages into one concrete type; \
-             remove the type parameters, e.g. `async fn bill(order: Order)`",
+            format!(
+                "#[{macro_name}] functions cannot be generic: messages are encoded and decoded \
+                 as one concrete type; remove the type parameters"
+            ),
         ));
     }
+    Ok(())
+}
+
+/// Validates the shape of a handler function.
+pub fn handler_fn(handler: &HandlerFn<'_>, macro_name: &str) -> syn::Result<()> {
+    let sig = &handler.item.sig;
+    common_fn_shape(sig, macro_name)?;
     let mut payloads = handler
         .params
         .iter()

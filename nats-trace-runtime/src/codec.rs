@@ -25,7 +25,7 @@ pub fn decode_unit(_body: &Bytes) -> Result<(), Failure> {
 }
 
 /// An empty reply for a `()` output.
-pub fn encode_unit(_value: ()) -> Result<Reply, Failure> {
+pub fn encode_unit(_value: &()) -> Result<Reply, Failure> {
     Ok(Reply::empty())
 }
 
@@ -39,7 +39,7 @@ pub trait RawBody: Sized {
     /// Takes the body of an incoming message.
     fn from_body(body: Bytes) -> Result<Self, Failure>;
     /// Gives the body of an outgoing message.
-    fn into_body(self) -> Bytes;
+    fn to_body(&self) -> Bytes;
 }
 
 impl RawBody for Bytes {
@@ -47,8 +47,8 @@ impl RawBody for Bytes {
         Ok(body)
     }
 
-    fn into_body(self) -> Bytes {
-        self
+    fn to_body(&self) -> Bytes {
+        self.clone()
     }
 }
 
@@ -57,8 +57,8 @@ impl RawBody for String {
         String::from_utf8(body.to_vec()).map_err(Failure::decode)
     }
 
-    fn into_body(self) -> Bytes {
-        Bytes::from(self)
+    fn to_body(&self) -> Bytes {
+        Bytes::copy_from_slice(self.as_bytes())
     }
 }
 
@@ -68,8 +68,8 @@ pub fn decode_raw<T: RawBody>(body: Bytes) -> Result<T, Failure> {
 }
 
 /// Gives a raw reply body.
-pub fn encode_raw<T: RawBody>(value: T) -> Result<Reply, Failure> {
-    Ok(Reply::new(value.into_body()))
+pub fn encode_raw<T: RawBody>(value: &T) -> Result<Reply, Failure> {
+    Ok(Reply::new(value.to_body()))
 }
 
 #[cfg(test)]
@@ -105,6 +105,6 @@ mod tests {
             decode_raw::<String>(body).is_err(),
             "invalid UTF-8 is a decode failure"
         );
-        assert_eq!(encode_raw(String::from("hi")).expect("raw").body(), "hi");
+        assert_eq!(encode_raw(&String::from("hi")).expect("raw").body(), "hi");
     }
 }

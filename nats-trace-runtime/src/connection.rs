@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use async_nats::{Client, ConnectOptions};
-use rand::Rng;
-
+use crate::backoff::Backoff;
 use crate::error::Error;
+use async_nats::{Client, ConnectOptions};
 
 /// The URL used when neither the builder nor `NATS_URL` gives one.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -18,16 +17,14 @@ pub fn url_from_env() -> String {
         .unwrap_or_else(|| DEFAULT_URL.to_string())
 }
 
-/// How the initial connect is retried: exponential backoff with jitter.
-/// Once connected, the client reconnects by itself.
+/// How the initial connect is retried. Once connected, the client
+/// reconnects by itself.
 #[derive(Debug, Clone)]
 pub struct ConnectRetry {
     /// Attempts before giving up; `None` retries forever.
     pub max_attempts: Option<u32>,
-    /// Delay after the first failure.
-    pub initial_delay: Duration,
-    /// Upper bound of the delay.
-    pub max_delay: Duration,
+    /// The delay between attempts.
+    pub backoff: Backoff,
 }
 
 impl Default for ConnectRetry {
@@ -35,22 +32,8 @@ impl Default for ConnectRetry {
     fn default() -> Self {
         ConnectRetry {
             max_attempts: Some(10),
-            initial_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(5),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(5)),
         }
-    }
-}
-
-impl ConnectRetry {
-    /// The delay after failed attempt `attempt` (1-based): doubling, capped,
-    /// with up to ±25% jitter so restarted fleets don't reconnect in lockstep.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let doubled = self
-            .initial_delay
-            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)));
-        let base = doubled.min(self.max_delay);
-        let jitter = rand::rng().random_range(0.75..=1.25);
-        base.mul_f64(jitter)
     }
 }
 
@@ -67,7 +50,7 @@ pub(crate) async fn connect(url: &str, retry: &ConnectRetry) -> Result<Client, E
                 return Ok(client);
             }
             Err(error) if retry.max_attempts.is_none_or(|max| attempt < max) => {
-                let delay = retry.delay(attempt);
+                let delay = retry.backoff.delay(attempt);
                 tracing::warn!(url = %shown, attempt, %error, retry_in = ?delay, "connecting to NATS failed");
                 tokio::time::sleep(delay).await;
             }
@@ -138,15 +121,5 @@ mod tests {
             "nats://***@h:1,nats://h2:2"
         );
         assert_eq!(redact("localhost:4222"), "localhost:4222");
-    }
-
-    #[test]
-    fn backoff_doubles_up_to_the_cap() {
-        let retry = ConnectRetry::default();
-        let first = retry.delay(1);
-        assert!(first >= Duration::from_millis(75) && first <= Duration::from_millis(125));
-        let fourth = retry.delay(4);
-        assert!(fourth >= Duration::from_millis(600) && fourth <= Duration::from_millis(1000));
-        assert!(retry.delay(30) <= Duration::from_millis(6250));
     }
 }

@@ -28,6 +28,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod backoff;
 mod codec;
 mod connection;
 pub mod console_tree;
@@ -44,12 +45,15 @@ mod shutdown;
 mod subscription;
 mod telemetry;
 
+pub use backoff::Backoff;
 pub use codec::RawBody;
 pub use connection::{ConnectRetry, DEFAULT_URL};
 pub use context::MessageContext;
 pub use error::Error;
 pub use outcome::{Failure, FailureKind, Reply};
-pub use publisher::{PublishError, Publisher};
+pub use publisher::{
+    BatchFailure, BatchReport, FromPublishError, PublishError, Publisher, RequestError, RetryPolicy,
+};
 pub use registry::{DEFAULT_CONCURRENCY, Handler, registered_handlers};
 pub use shutdown::StopHandle;
 
@@ -144,9 +148,88 @@ pub use shutdown::StopHandle;
 /// ```
 pub use nats_trace_macros::nats_subscriber;
 
+/// Publishes the `Ok` value of an `async fn` to a NATS subject, traced.
+///
+/// Calling the function runs its body, then publishes the `Ok` value under a
+/// PRODUCER span `publish {subject}`, a child of the caller's current
+/// context, whose context travels in the message headers. The function then
+/// returns the value. A failed publish is returned as the function's error,
+/// so `E` must implement `From<PublishError>` (`anyhow::Error` does).
+///
+/// ```
+/// use nats_trace_runtime::prelude::*;
+/// use nats_trace_runtime::PublishError;
+/// # #[derive(serde::Deserialize)] struct NewOrder { cents: u64 }
+/// # #[derive(serde::Serialize)] struct Order { id: u64, cents: u64 }
+///
+/// #[derive(Debug)]
+/// enum OrderError { Publish(PublishError) }
+///
+/// impl From<PublishError> for OrderError {
+///     fn from(error: PublishError) -> Self { OrderError::Publish(error) }
+/// }
+///
+/// #[nats_publisher(subject = "orders.created")]
+/// async fn create_order(input: NewOrder) -> Result<Order, OrderError> {
+///     Ok(Order { id: 7, cents: input.cents })
+/// }
+/// ```
+///
+/// Stacked under `#[nats_subscriber]`, the handler's output is published
+/// downstream and the publish span is a child of the process span, so a
+/// chain of services forms one trace:
+///
+/// ```
+/// # use nats_trace_runtime::prelude::*;
+/// # #[derive(serde::Deserialize, serde::Serialize)] struct Order { id: u64 }
+/// # #[derive(serde::Serialize)] struct Invoice { order: u64 }
+/// #[nats_subscriber(subject = "orders.created", queue = "billing")]
+/// #[nats_publisher(subject = "invoices.created")]
+/// async fn bill(order: Order) -> Result<Invoice, anyhow_like::Error> {
+///     Ok(Invoice { order: order.id })
+/// }
+/// # mod anyhow_like {
+/// #     #[derive(Debug)] pub struct Error(pub String);
+/// #     impl std::fmt::Display for Error {
+/// #         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str(&self.0) }
+/// #     }
+/// #     impl From<nats_trace_runtime::PublishError> for Error {
+/// #         fn from(e: nats_trace_runtime::PublishError) -> Self { Error(e.to_string()) }
+/// #     }
+/// # }
+/// ```
+///
+/// # Arguments
+///
+/// | argument | default | meaning |
+/// |---|---|---|
+/// | `subject = "..."` | required | Where to publish; must be concrete (no `*` or `>`). |
+/// | `jetstream` | off | Publish to JetStream and wait for the stream's acknowledgement; the span gets the stream and sequence. |
+/// | `message_id = <fn>` | none | A closure or function from `&T` to something `Display`, sent as `Nats-Msg-Id` for JetStream de-duplication, e.g. `message_id = \|o: &Order\| o.id`. |
+/// | `retries = N` | none | Confirm the publish and retry up to `N` times with backoff ([`RetryPolicy::retries`]). |
+///
+/// # Connection
+///
+/// The function publishes on the running runtime's connection: inside a
+/// handler its own runtime's, elsewhere the most recently started one's
+/// (see [`runtime::Running::scope`]). With no runtime running it returns
+/// [`PublishError::NotConnected`].
+///
+/// # Equivalent code without the macro
+///
+/// ```ignore
+/// async fn create_order(input: NewOrder) -> Result<Order, OrderError> {
+///     async fn inner(input: NewOrder) -> Result<Order, OrderError> { /* body */ }
+///     let order = inner(input).await?;
+///     Publisher::current()?.publish("orders.created", &order).await?;
+///     Ok(order)
+/// }
+/// ```
+pub use nats_trace_macros::nats_publisher;
+
 /// The names most services need: `use nats_trace_runtime::prelude::*;`.
 pub mod prelude {
-    pub use crate::{MessageContext, Publisher, nats_subscriber};
+    pub use crate::{MessageContext, PublishError, Publisher, nats_publisher, nats_subscriber};
 }
 
 /// Used by the code the macros generate. Not public API: anything here may
@@ -158,6 +241,7 @@ pub mod __private {
     };
     pub use crate::context::Delivery;
     pub use crate::outcome::{Failure, Reply};
+    pub use crate::publisher::{PublishSpec, publish_error_into, publish_output};
     pub use crate::registry::{Handler, HandlerFuture, HandlerSpec};
     pub use inventory;
 }

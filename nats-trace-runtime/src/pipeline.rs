@@ -15,6 +15,7 @@ use opentelemetry::{Context, KeyValue};
 
 use crate::context::Delivery;
 use crate::outcome::{Failure, Reply};
+use crate::publisher::{Publisher, current};
 use crate::registry::Handler;
 use crate::semconv;
 use crate::telemetry::Telemetry;
@@ -24,20 +25,20 @@ use crate::telemetry::Telemetry;
 pub(crate) async fn process(
     handler: &'static Handler,
     message: Message,
-    client: &Client,
-    telemetry: &Telemetry,
+    publisher: &Publisher,
 ) -> Result<Reply, Failure> {
+    let telemetry = publisher.telemetry();
     let parent = telemetry.propagation.extract(message.headers.as_ref());
     let cx = start_process_span(handler, &message, &parent, telemetry);
     let reply_to = message.reply.clone();
 
     let delivery = Delivery::new(message, handler.subject(), cx.clone());
-    let result = run_handler(handler, delivery)
-        .with_context(cx.clone())
-        .await;
+    // The handler's own publishes go through its runtime's connection.
+    let run = run_handler(handler, delivery).with_context(cx.clone());
+    let result = current::scope(publisher.clone(), run).await;
 
     if let Some(reply_to) = reply_to {
-        send_reply(client, telemetry, &cx, reply_to, &result).await;
+        send_reply(publisher.client(), telemetry, &cx, reply_to, &result).await;
     }
     end_span(handler, &cx, &result);
     result
@@ -51,27 +52,17 @@ fn start_process_span(
     parent: &Context,
     telemetry: &Telemetry,
 ) -> Context {
-    let mut attributes = Vec::with_capacity(10);
-    attributes.extend([
-        KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
-        KeyValue::new(
-            semconv::MESSAGING_OPERATION_NAME,
-            semconv::operation_name::PROCESS,
-        ),
-        KeyValue::new(
-            semconv::MESSAGING_OPERATION_TYPE,
-            semconv::operation_type::PROCESS,
-        ),
-        KeyValue::new(
-            semconv::MESSAGING_DESTINATION_NAME,
-            message.subject.to_string(),
-        ),
-        KeyValue::new(semconv::MESSAGING_DESTINATION_TEMPLATE, handler.subject()),
-        KeyValue::new(
-            semconv::MESSAGING_MESSAGE_BODY_SIZE,
-            message.payload.len() as i64,
-        ),
-    ]);
+    let mut attributes = semconv::messaging_attributes(
+        semconv::operation_name::PROCESS,
+        semconv::operation_type::PROCESS,
+        message.subject.to_string(),
+        handler.subject(),
+        10,
+    );
+    attributes.push(KeyValue::new(
+        semconv::MESSAGING_MESSAGE_BODY_SIZE,
+        message.payload.len() as i64,
+    ));
     if let Some(queue) = handler.queue() {
         attributes.push(KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, queue));
     }

@@ -8,6 +8,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::Client;
@@ -18,11 +19,13 @@ use tokio::task::JoinSet;
 use crate::connection::{self, ConnectRetry};
 use crate::error::Error;
 use crate::propagation::{self, Propagation};
-use crate::publisher::Publisher;
+use crate::publisher::{Publisher, current};
 use crate::registry::{self, Handler};
 use crate::shutdown::{self, StopHandle};
 use crate::subscription::{self, InFlight};
 use crate::telemetry::Telemetry;
+
+static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
 
 /// How long shutdown waits for in-flight handlers by default.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -229,6 +232,7 @@ impl Builder {
         let telemetry = Telemetry::new(self.tracer_provider, self.propagation)
             .with_server(&info.host, info.port);
 
+        let publisher = Publisher::with_telemetry(client.clone(), telemetry.clone());
         let (stop, _) = StopHandle::new();
         let in_flight = InFlight::default();
         let mut tasks = JoinSet::new();
@@ -237,8 +241,7 @@ impl Builder {
             tasks.spawn(subscription::serve(
                 handler,
                 subscriber,
-                client.clone(),
-                telemetry.clone(),
+                publisher.clone(),
                 in_flight.clone(),
                 stop.subscribe(),
             ));
@@ -256,7 +259,11 @@ impl Builder {
             );
         }
 
+        let id = NEXT_RUNTIME_ID.fetch_add(1, Ordering::Relaxed);
+        current::install(id, publisher.clone());
         Ok(Running {
+            id,
+            publisher,
             client,
             owns_client,
             handlers,
@@ -271,6 +278,8 @@ impl Builder {
 
 /// A runtime serving its handlers in the background.
 pub struct Running {
+    id: u64,
+    publisher: Publisher,
     client: Client,
     owns_client: bool,
     handlers: Vec<&'static Handler>,
@@ -303,7 +312,14 @@ impl Running {
 
     /// A [`Publisher`] on this runtime's connection, traced like its handlers.
     pub fn publisher(&self) -> Publisher {
-        Publisher::with_telemetry(self.client.clone(), self.telemetry.clone())
+        self.publisher.clone()
+    }
+
+    /// Runs `future` with this runtime as the one `#[nats_publisher]`
+    /// functions publish on. Only needed when several runtimes run in one
+    /// process; otherwise the most recently started one is used.
+    pub async fn scope<F: Future>(&self, future: F) -> F::Output {
+        current::scope(self.publisher.clone(), future).await
     }
 
     /// A handle that stops this runtime from elsewhere; [`stopped`](Self::stopped)
@@ -324,6 +340,7 @@ impl Running {
     /// connection if the runtime opened it, and flushes telemetry.
     pub async fn stop(mut self) -> Result<(), Error> {
         self.stop.stop();
+        current::uninstall(self.id);
         let finished = tokio::time::timeout(self.shutdown_timeout, async {
             while self.tasks.join_next().await.is_some() {}
         })

@@ -4,6 +4,7 @@
 //! Names defined by `opentelemetry-semantic-conventions` are re-exported from
 //! it; names it does not define yet are project-specific and live here.
 
+use opentelemetry::{KeyValue, StringValue};
 pub use opentelemetry_semantic_conventions::SCHEMA_URL;
 pub use opentelemetry_semantic_conventions::attribute::{
     ERROR_TYPE, MESSAGING_BATCH_MESSAGE_COUNT, MESSAGING_CONSUMER_GROUP_NAME,
@@ -37,7 +38,25 @@ pub mod operation_name {
     pub const PUBLISH: &str = "publish";
     /// A request that waits for a reply.
     pub const REQUEST: &str = "request";
+    /// Creating one message of a batch.
+    pub const CREATE: &str = "create";
 }
+
+/// `messaging.nats.stream`: the JetStream stream of a message.
+pub const MESSAGING_NATS_STREAM: &str = "messaging.nats.stream";
+/// `messaging.nats.consumer`: the JetStream consumer delivering a message.
+pub const MESSAGING_NATS_CONSUMER: &str = "messaging.nats.consumer";
+/// `messaging.nats.stream_sequence`: the message's sequence in its stream.
+pub const MESSAGING_NATS_STREAM_SEQUENCE: &str = "messaging.nats.stream_sequence";
+/// `messaging.nats.delivery_count`: how often JetStream delivered the message.
+pub const MESSAGING_NATS_DELIVERY_COUNT: &str = "messaging.nats.delivery_count";
+
+/// `nats_trace.publish.attempts`: how many attempts a publish with retries took.
+pub const PUBLISH_ATTEMPTS: &str = "nats_trace.publish.attempts";
+/// `nats_trace.batch.succeeded`: messages of a batch that were sent.
+pub const BATCH_SUCCEEDED: &str = "nats_trace.batch.succeeded";
+/// `nats_trace.batch.failed`: messages of a batch that failed.
+pub const BATCH_FAILED: &str = "nats_trace.batch.failed";
 
 /// `error.type` values of failures that have no Rust error type of their own.
 pub mod error_type {
@@ -47,4 +66,23 @@ pub mod error_type {
     pub const TIMEOUT: &str = "timeout";
     /// A request found no subscriber on its subject.
     pub const NO_RESPONDERS: &str = "no_responders";
+}
+
+/// The attributes every messaging span starts with.
+pub(crate) fn messaging_attributes(
+    operation_name: &'static str,
+    operation_type: &'static str,
+    destination: impl Into<StringValue>,
+    template: impl Into<StringValue>,
+    capacity: usize,
+) -> Vec<KeyValue> {
+    let mut attributes = Vec::with_capacity(capacity.max(5));
+    attributes.extend([
+        KeyValue::new(MESSAGING_SYSTEM, SYSTEM_NATS),
+        KeyValue::new(MESSAGING_OPERATION_NAME, operation_name),
+        KeyValue::new(MESSAGING_OPERATION_TYPE, operation_type),
+        KeyValue::new(MESSAGING_DESTINATION_NAME, destination.into()),
+        KeyValue::new(MESSAGING_DESTINATION_TEMPLATE, template.into()),
+    ]);
+    attributes
 }

@@ -11,8 +11,8 @@ use tokio::task::JoinSet;
 
 use crate::error::Error;
 use crate::pipeline;
+use crate::publisher::Publisher;
 use crate::registry::Handler;
-use crate::telemetry::Telemetry;
 
 /// Subscribes `handler`, with its queue group when it has one.
 pub(crate) async fn subscribe(
@@ -63,8 +63,7 @@ impl Drop for InFlightGuard {
 pub(crate) async fn serve(
     handler: &'static Handler,
     mut subscriber: Subscriber,
-    client: Client,
-    telemetry: Telemetry,
+    publisher: Publisher,
     in_flight: InFlight,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -95,9 +94,9 @@ pub(crate) async fn serve(
             break;
         };
         let guard = in_flight.enter();
-        let (client, telemetry) = (client.clone(), telemetry.clone());
+        let publisher = publisher.clone();
         runs.spawn(async move {
-            let _result = pipeline::process(handler, message, &client, &telemetry).await;
+            let _result = pipeline::process(handler, message, &publisher).await;
             drop((permit, guard));
         });
         // Reap finished runs so the set stays as small as the concurrency.

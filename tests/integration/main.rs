@@ -2,5 +2,6 @@
 //! SDK's in-memory exporter received.
 
 mod core_subscriber;
+mod publishing;
 mod runtime_lifecycle;
 mod support;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use nats_trace_runtime::prelude::*;
 use nats_trace_runtime::runtime;
-use nats_trace_runtime::{ConnectRetry, Error};
+use nats_trace_runtime::{Backoff, ConnectRetry, Error};
 use nats_trace_testing::spans::{describe, named};
 use nats_trace_testing::{NatsServer, SpanCapture};
 use opentelemetry::trace::Status;
@@ -192,8 +192,7 @@ async fn the_initial_connect_gives_up_after_the_configured_attempts() {
         })
         .connect_retry(ConnectRetry {
             max_attempts: Some(2),
-            initial_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(10),
+            backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(10)),
         })
         .logging(false)
         .start()
@@ -222,8 +221,7 @@ async fn the_initial_connect_is_retried_until_the_server_comes_up() {
             })
             .connect_retry(ConnectRetry {
                 max_attempts: Some(50),
-                initial_delay: Duration::from_millis(50),
-                max_delay: Duration::from_millis(200),
+                backoff: Backoff::new(Duration::from_millis(50), Duration::from_millis(200)),
             })
             .logging(false)
             .start(),

@@ -1,0 +1,172 @@
+//! Batch publishing: a PRODUCER `create` span per message, whose context
+//! travels with that message, and one CLIENT `publish` span linking them all.
+
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use opentelemetry::trace::{Link, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
+use serde::Serialize;
+
+use super::{PublishError, Publisher, encode, record_error, retry};
+use crate::semconv;
+
+/// What happened to each message of a batch.
+#[derive(Debug, Default)]
+pub struct BatchReport {
+    /// Messages handed to the server.
+    pub sent: usize,
+    /// Messages that failed, with their position in the batch.
+    pub failed: Vec<BatchFailure>,
+}
+
+impl BatchReport {
+    /// Whether every message was sent.
+    pub fn is_complete(&self) -> bool {
+        self.failed.is_empty()
+    }
+}
+
+/// One message of a batch that failed.
+#[derive(Debug)]
+pub struct BatchFailure {
+    /// Its position in the batch, from 0.
+    pub index: usize,
+    /// Why it failed.
+    pub error: PublishError,
+}
+
+struct Created {
+    index: usize,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Publisher {
+    /// Publishes each item as JSON to `subject`.
+    ///
+    /// Each message gets a PRODUCER span `create {subject}` whose context is
+    /// injected into that message, so each consumer's process span is a child
+    /// of its own message's span. One CLIENT span `publish {subject}` links to
+    /// every create span and carries `messaging.batch.message_count` and the
+    /// success and failure counts. A failing message does not stop the rest.
+    pub async fn publish_batch<T: Serialize>(
+        &self,
+        subject: &str,
+        items: impl IntoIterator<Item = T>,
+    ) -> BatchReport {
+        let mut report = BatchReport::default();
+        let mut created = Vec::new();
+        let mut links = Vec::new();
+        for (index, item) in items.into_iter().enumerate() {
+            match self.create(subject, &item) {
+                Ok((message, span_context)) => {
+                    links.push(Link::with_context(span_context));
+                    created.push(Created { index, ..message });
+                }
+                Err(error) => report.failed.push(BatchFailure { index, error }),
+            }
+        }
+        let total = created.len() + report.failed.len();
+
+        let mut attributes = semconv::messaging_attributes(
+            semconv::operation_name::PUBLISH,
+            semconv::operation_type::SEND,
+            subject.to_string(),
+            subject.to_string(),
+            10,
+        );
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_BATCH_MESSAGE_COUNT,
+            total as i64,
+        ));
+        attributes.extend_from_slice(self.inner.telemetry.server_attributes());
+        let parent = Context::current();
+        let tracer = self.inner.telemetry.tracer();
+        let span = tracer
+            .span_builder(format!("{} {subject}", semconv::operation_name::PUBLISH))
+            .with_kind(SpanKind::Client)
+            .with_attributes(attributes)
+            .with_links(links)
+            .start_with_context(tracer, &parent);
+        let cx = parent.with_span(span);
+
+        for message in created {
+            let sent = match self.inner.retry {
+                None => {
+                    self.attempt_core(subject, message.headers, message.body, None)
+                        .await
+                }
+                Some(policy) => {
+                    retry(&cx, subject, policy, || {
+                        self.attempt_core(
+                            subject,
+                            message.headers.clone(),
+                            message.body.clone(),
+                            Some(policy.attempt_timeout),
+                        )
+                    })
+                    .await
+                }
+            };
+            match sent {
+                Ok(()) => report.sent += 1,
+                Err(error) => report.failed.push(BatchFailure {
+                    index: message.index,
+                    error,
+                }),
+            }
+        }
+        report.failed.sort_by_key(|failure| failure.index);
+
+        let span = cx.span();
+        span.set_attribute(KeyValue::new(semconv::BATCH_SUCCEEDED, report.sent as i64));
+        span.set_attribute(KeyValue::new(
+            semconv::BATCH_FAILED,
+            report.failed.len() as i64,
+        ));
+        if let Some(first) = report.failed.first() {
+            span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, first.error.error_type()));
+            span.set_status(Status::error(format!(
+                "{} of {total} messages failed; first: {}",
+                report.failed.len(),
+                first.error
+            )));
+        }
+        span.end();
+        report
+    }
+
+    /// Encodes one message under its `create` span and injects that span's
+    /// context into the message.
+    fn create<T: Serialize>(
+        &self,
+        subject: &str,
+        item: &T,
+    ) -> Result<(Created, SpanContext), PublishError> {
+        let encoded = encode(subject, item);
+        let cx = self.start_span(
+            &format!("{} {subject}", semconv::operation_name::CREATE),
+            SpanKind::Producer,
+            semconv::operation_name::CREATE,
+            semconv::operation_type::CREATE,
+            subject,
+            &HeaderMap::new(),
+            encoded.as_ref().ok().map(Bytes::len),
+        );
+        let span_context = cx.span().span_context().clone();
+        let result = encoded.map(|body| {
+            let mut headers = HeaderMap::new();
+            self.inner.telemetry.propagation.inject(&cx, &mut headers);
+            Created {
+                index: 0,
+                headers,
+                body,
+            }
+        });
+        if let Err(error) = &result {
+            record_error(&cx, error);
+        }
+        cx.span().end();
+        result.map(|created| (created, span_context))
+    }
+}

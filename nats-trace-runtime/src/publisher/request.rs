@@ -1,0 +1,199 @@
+//! Traced requests: a CLIENT span `request {subject}` around a request and
+//! its reply, with service errors turned into typed errors.
+
+use std::time::Duration;
+
+use async_nats::client::RequestErrorKind;
+use async_nats::service::{NATS_SERVICE_ERROR, NATS_SERVICE_ERROR_CODE};
+use async_nats::{HeaderMap, Message};
+use bytes::Bytes;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Publisher, encode};
+use crate::semconv;
+
+/// Why a request got no usable reply.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// No runtime is running to send the request with.
+    #[error("not connected: no nats-trace runtime is running")]
+    NotConnected,
+    /// The request could not be encoded.
+    #[error("could not encode the request to {subject}: {message}")]
+    Encode {
+        /// The subject.
+        subject: String,
+        /// The encoder's message.
+        message: String,
+    },
+    /// No reply arrived in time.
+    #[error("no reply from {subject} within {timeout:?}")]
+    Timeout {
+        /// The subject.
+        subject: String,
+        /// The timeout that expired.
+        timeout: Duration,
+    },
+    /// Nobody subscribes to the subject.
+    #[error("no responders on {subject}")]
+    NoResponders {
+        /// The subject.
+        subject: String,
+    },
+    /// The service replied with an error (`Nats-Service-Error` headers).
+    #[error("{subject} replied with error {code}: {message}")]
+    Service {
+        /// The subject.
+        subject: String,
+        /// `Nats-Service-Error-Code`, e.g. 400 or 500.
+        code: u16,
+        /// `Nats-Service-Error`.
+        message: String,
+    },
+    /// The reply could not be decoded.
+    #[error("could not decode the reply from {subject}: {message}")]
+    Decode {
+        /// The subject.
+        subject: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The client failed otherwise.
+    #[error("request to {subject} failed: {source}")]
+    Request {
+        /// The subject.
+        subject: String,
+        /// The client's error.
+        #[source]
+        source: async_nats::RequestError,
+    },
+}
+
+impl RequestError {
+    /// The low-cardinality `error.type` recorded on the span: `timeout`,
+    /// `no_responders`, the service error code, or the failing stage.
+    pub fn error_type(&self) -> String {
+        match self {
+            RequestError::NotConnected => "not_connected".into(),
+            RequestError::Encode { .. } => "encode".into(),
+            RequestError::Timeout { .. } => semconv::error_type::TIMEOUT.into(),
+            RequestError::NoResponders { .. } => semconv::error_type::NO_RESPONDERS.into(),
+            RequestError::Service { code, .. } => code.to_string(),
+            RequestError::Decode { .. } => "decode".into(),
+            RequestError::Request { .. } => "request".into(),
+        }
+    }
+}
+
+impl Publisher {
+    /// Sends `value` as JSON to `subject` and decodes the reply as `R`, under
+    /// a CLIENT span `request {subject}` whose context travels with the
+    /// request, so the handler's process span is its child.
+    ///
+    /// An empty reply decodes as JSON `null`, so `R = ()` accepts the reply
+    /// of a handler that returns `()`.
+    pub async fn request<T, R>(
+        &self,
+        subject: &str,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<R, RequestError>
+    where
+        T: Serialize + ?Sized,
+        R: DeserializeOwned,
+    {
+        let body = encode(subject, value).map_err(|error| RequestError::Encode {
+            subject: subject.to_string(),
+            message: error.to_string(),
+        })?;
+        let reply = self
+            .request_bytes(subject, HeaderMap::new(), body, timeout)
+            .await?;
+        let body: &[u8] = if reply.payload.is_empty() {
+            b"null"
+        } else {
+            &reply.payload
+        };
+        serde_json::from_slice(body).map_err(|error| RequestError::Decode {
+            subject: subject.to_string(),
+            message: error.to_string(),
+        })
+    }
+
+    /// Sends a raw request and returns the raw reply, under the same span.
+    /// A reply with `Nats-Service-Error` headers is a [`RequestError::Service`].
+    pub async fn request_bytes(
+        &self,
+        subject: &str,
+        mut headers: HeaderMap,
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<Message, RequestError> {
+        let cx = self.start_span(
+            &format!("{} {subject}", semconv::operation_name::REQUEST),
+            SpanKind::Client,
+            semconv::operation_name::REQUEST,
+            semconv::operation_type::SEND,
+            subject,
+            &headers,
+            Some(body.len()),
+        );
+        self.inner.telemetry.propagation.inject(&cx, &mut headers);
+        let request = async_nats::Request::new()
+            .payload(body)
+            .headers(headers)
+            .timeout(Some(timeout));
+        let result = self
+            .inner
+            .client
+            .send_request(subject.to_string(), request)
+            .await
+            .map_err(|source| match source.kind() {
+                RequestErrorKind::TimedOut => RequestError::Timeout {
+                    subject: subject.to_string(),
+                    timeout,
+                },
+                RequestErrorKind::NoResponders => RequestError::NoResponders {
+                    subject: subject.to_string(),
+                },
+                _ => RequestError::Request {
+                    subject: subject.to_string(),
+                    source,
+                },
+            })
+            .and_then(|reply| service_error(subject, reply));
+        if let Err(error) = &result {
+            record_error(&cx, error);
+        }
+        cx.span().end();
+        result
+    }
+}
+
+/// Turns a reply carrying `Nats-Service-Error` headers into an error.
+fn service_error(subject: &str, reply: Message) -> Result<Message, RequestError> {
+    let Some(headers) = &reply.headers else {
+        return Ok(reply);
+    };
+    let code = headers.get(NATS_SERVICE_ERROR_CODE).map(|v| v.as_str());
+    let message = headers.get(NATS_SERVICE_ERROR).map(|v| v.as_str());
+    if code.is_none() && message.is_none() {
+        return Ok(reply);
+    }
+    Err(RequestError::Service {
+        subject: subject.to_string(),
+        // A code that does not parse is still an error, reported as 500.
+        code: code.and_then(|c| c.trim().parse().ok()).unwrap_or(500),
+        message: message.unwrap_or_default().to_string(),
+    })
+}
+
+fn record_error(cx: &Context, error: &RequestError) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error.error_type()));
+    span.set_status(Status::error(error.to_string()));
+}
