@@ -32,4 +32,22 @@ async fn check(body: ::std::string::String) -> ::core::result::Result<::std::str
     ::core::result::Result::Ok(body)
 }
 
+#[nats_publisher(subject = "hygiene.out", jetstream, message_id = |s: &::std::string::String| ::std::clone::Clone::clone(s), retries = 1)]
+#[nats_subscriber(subject = "hygiene.in")]
+async fn forward(
+    body: ::std::string::String,
+) -> ::core::result::Result<::std::string::String, ::nats_trace_runtime::PublishError> {
+    ::core::result::Result::Ok(body)
+}
+
+#[derive(::serde::Serialize)]
+struct Out {
+    n: u8,
+}
+
+#[nats_publisher(subject = "hygiene.json")]
+async fn json(n: u8) -> ::core::result::Result<Out, ::nats_trace_runtime::PublishError> {
+    ::core::result::Result::Ok(Out { n })
+}
+
 fn main() {}
