@@ -1,6 +1,7 @@
-//! The orders pipeline: a shop publishes orders, billing and audit handlers
-//! in queue groups process them, and a pricing service answers requests.
-//! Every message flow prints as one trace tree.
+//! The orders pipeline: a shop places orders, billing (a queue group) bills
+//! them and publishes invoices, a mailer sends the invoices, an auditor sees
+//! every order event, and a pricing service answers quote requests. Every
+//! message flow prints as one trace tree.
 //!
 //! Run it with `scripts/demo` (or `cargo run -p nats-trace-examples --example
 //! orders` once nats-server is installed). It uses `NATS_URL` when a server
@@ -22,32 +23,88 @@ struct Order {
     cents: u64,
 }
 
-/// Why billing refused an order.
+#[derive(Debug, Serialize, Deserialize)]
+struct Invoice {
+    order: u64,
+    customer: String,
+    cents: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct QuoteRequest {
+    items: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Quote {
+    cents: u64,
+}
+
+/// Why billing refused an order, or could not pass the invoice on.
 #[derive(Debug)]
-struct BillingError(String);
+enum BillingError {
+    Empty(u64),
+    Publish(PublishError),
+}
 
 impl std::fmt::Display for BillingError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            BillingError::Empty(id) => write!(f, "order {id} has nothing to bill"),
+            BillingError::Publish(error) => write!(f, "{error}"),
+        }
     }
 }
 
+impl From<PublishError> for BillingError {
+    fn from(error: PublishError) -> Self {
+        BillingError::Publish(error)
+    }
+}
+
+/// The shop: the returned order is published to `orders.created`.
+#[nats_publisher(subject = "orders.created")]
+async fn place_order(id: u64, customer: &str, cents: u64) -> Result<Order, PublishError> {
+    Ok(Order {
+        id,
+        customer: customer.to_string(),
+        cents,
+    })
+}
+
+/// Billing: each order is billed once across the `billing` group, and the
+/// invoice is published on.
 #[nats_subscriber(subject = "orders.created", queue = "billing")]
-async fn bill(order: Order) -> Result<(), BillingError> {
+#[nats_publisher(subject = "invoices.created")]
+async fn bill(order: Order) -> Result<Invoice, BillingError> {
     tokio::time::sleep(Duration::from_millis(3)).await;
     if order.cents == 0 {
-        return Err(BillingError(format!(
-            "order {} has nothing to bill",
-            order.id
-        )));
+        return Err(BillingError::Empty(order.id));
     }
-    Ok(())
+    Ok(Invoice {
+        order: order.id,
+        customer: order.customer,
+        cents: order.cents,
+    })
+}
+
+#[nats_subscriber(subject = "invoices.created", queue = "mailer")]
+async fn mail(invoice: Invoice) {
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let _ = (invoice.customer, invoice.cents);
 }
 
 #[nats_subscriber(subject = "orders.*", queue = "audit")]
 async fn audit(order: Order, ctx: MessageContext) {
-    tokio::time::sleep(Duration::from_millis(1)).await;
-    let _ = (order.customer, ctx.subject());
+    let _ = (order.id, ctx.subject());
+}
+
+/// Pricing: a request; the returned quote is the reply.
+#[nats_subscriber(subject = "prices.quote")]
+async fn quote(request: QuoteRequest) -> Quote {
+    Quote {
+        cents: request.items * 499,
+    }
 }
 
 #[tokio::main]
@@ -63,28 +120,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .start()
         .await?;
 
-    let shop = running.publisher();
-    let orders = [
-        Order {
-            id: 1,
-            customer: "ada".into(),
-            cents: 1250,
-        },
-        Order {
-            id: 2,
-            customer: "grace".into(),
-            cents: 0,
-        },
-    ];
-    for order in &orders {
-        shop.publish("orders.created", order).await?;
-        // One trace at a time keeps the printed trees apart.
-        tokio::time::sleep(Duration::from_millis(400)).await;
-    }
+    place_order(1, "ada", 1250).await?;
+    pause().await;
+    place_order(2, "grace", 0).await?;
+    pause().await;
+    let quote: Quote = running
+        .publisher()
+        .request(
+            "prices.quote",
+            &QuoteRequest { items: 3 },
+            Duration::from_secs(2),
+        )
+        .await?;
+    println!("quote for 3 items: {} cents\n", quote.cents);
+    pause().await;
 
     running.stop().await?;
     provider.shutdown()?;
     Ok(())
+}
+
+/// One flow at a time keeps the printed trees apart.
+async fn pause() {
+    tokio::time::sleep(Duration::from_millis(400)).await;
 }
 
 /// `NATS_URL` when a server answers there, else a server of our own.
@@ -95,7 +153,7 @@ async fn nats_url() -> Result<(String, Option<NatsServer>), Box<dyn std::error::
         drop(client);
         return Ok((url, None));
     }
-    println!("no NATS server at {url}; starting a local one");
+    println!("no NATS server at {url}; starting a local one\n");
     let server = NatsServer::start()?;
     Ok((server.url(), Some(server)))
 }

@@ -556,13 +556,14 @@ fn key_attributes(attrs: &[KeyValue]) -> Vec<(Cow<'static, str>, String)> {
                     Some(p) => format!("{addr}:{p}"),
                     None => addr.into_owned(),
                 };
-                picked.push((4, Cow::Borrowed("server"), quote(&value)));
+                picked.push((5, Cow::Borrowed("server"), quote(&value)));
             }
             "server.port" if !has_address => {
-                picked.push((4, Cow::Borrowed("server.port"), format_value(&kv.value)));
+                picked.push((5, Cow::Borrowed("server.port"), format_value(&kv.value)));
             }
             "error.type" => {
-                picked.push((3, Cow::Borrowed("error.type"), format_value(&kv.value)));
+                // First: when something failed, what failed matters most.
+                picked.push((0, Cow::Borrowed("error.type"), format_value(&kv.value)));
             }
             _ => {
                 let Some(short) = key.strip_prefix("messaging.") else {
@@ -584,9 +585,10 @@ fn key_attributes(attrs: &[KeyValue]) -> Vec<(Cow<'static, str>, String)> {
                     .filter(|rest| rest.starts_with("body.") || rest.starts_with("envelope."))
                     .unwrap_or(short);
                 let rank = match short {
-                    "destination.name" => 0,
-                    "consumer.group.name" => 1,
-                    _ => 2,
+                    "destination.name" => 1,
+                    "consumer.group.name" => 2,
+                    _ if short.starts_with("nats.") => 3,
+                    _ => 4,
                 };
                 let key = Cow::Owned(sanitize(short).into_owned());
                 picked.push((rank, key, format_value(&kv.value)));

@@ -403,3 +403,80 @@ async fn a_publish_span_is_a_child_of_the_callers_current_span() {
         cx.span().span_context().span_id()
     );
 }
+
+mod persisted {
+    use super::*;
+
+    #[nats_publisher(subject = "persisted.orders", jetstream, message_id = |o: &Order| o.id)]
+    pub async fn persist(id: u32) -> Result<Order, PublishError> {
+        Ok(Order { id })
+    }
+}
+
+#[tokio::test]
+async fn jetstream_publishes_carry_the_stream_and_sequence_and_deduplicate() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let client = support::connect(&server).await;
+    let jetstream = async_nats::jetstream::new(client.clone());
+    jetstream
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "PERSISTED".into(),
+            subjects: vec!["persisted.>".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("create the stream");
+    // The macro needs a running runtime; this one serves a single handler of
+    // another test module, which it never receives messages for.
+    let running = support::start(&server, &capture, "integration::publishing::pricing::").await;
+
+    let publisher = running.publisher();
+    let ack = publisher
+        .publish_jetstream("persisted.direct", &Order { id: 1 })
+        .await
+        .expect("acknowledged");
+    assert_eq!((ack.stream.as_str(), ack.sequence), ("PERSISTED", 1));
+
+    running
+        .scope(persisted::persist(7))
+        .await
+        .expect("first publish");
+    running
+        .scope(persisted::persist(7))
+        .await
+        .expect("duplicate is acknowledged too");
+    running.stop().await.expect("clean stop");
+
+    let mut stream = jetstream.get_stream("PERSISTED").await.expect("stream");
+    let info = stream.info().await.expect("stream info");
+    assert_eq!(
+        info.state.messages, 2,
+        "the duplicate Nats-Msg-Id was dropped"
+    );
+
+    let spans = capture.spans();
+    let direct = named(&spans, "publish persisted.direct");
+    assert_eq!(direct.len(), 1, "{}", describe(&spans));
+    assert_eq!(
+        string_attribute(direct[0], "messaging.nats.stream").as_deref(),
+        Some("PERSISTED")
+    );
+    assert_eq!(
+        attribute(direct[0], "messaging.nats.stream_sequence"),
+        Some(&Value::I64(1))
+    );
+    let persisted = named(&spans, "publish persisted.orders");
+    assert_eq!(persisted.len(), 2);
+    for span in persisted {
+        assert_eq!(span.span_kind, SpanKind::Producer);
+        assert_eq!(
+            string_attribute(span, semconv::MESSAGING_MESSAGE_ID).as_deref(),
+            Some("7")
+        );
+        assert_eq!(
+            attribute(span, "messaging.nats.stream_sequence"),
+            Some(&Value::I64(2))
+        );
+    }
+}
