@@ -140,9 +140,7 @@ pub fn publisher(args: &PublisherArgs, publisher: &PublisherFn<'_>) -> TokenStre
     };
     let message_id = match &args.message_id {
         Some(expr) => quote_spanned! {expr.span()=>
-            ::core::option::Option::Some(::std::string::ToString::to_string(
-                &(#expr)(&__nats_trace_value),
-            ))
+            #rt::message_id(&__nats_trace_value, #expr)
         },
         None => quote!(::core::option::Option::None),
     };

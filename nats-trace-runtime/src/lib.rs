@@ -241,7 +241,7 @@ pub mod __private {
     };
     pub use crate::context::Delivery;
     pub use crate::outcome::{Failure, Reply};
-    pub use crate::publisher::{PublishSpec, publish_error_into, publish_output};
+    pub use crate::publisher::{PublishSpec, message_id, publish_error_into, publish_output};
     pub use crate::registry::{Handler, HandlerFuture, HandlerSpec};
     pub use inventory;
 }

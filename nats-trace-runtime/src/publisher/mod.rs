@@ -573,6 +573,15 @@ pub async fn publish_output(
     }
 }
 
+/// Computes a `#[nats_publisher]` function's `Nats-Msg-Id`. Not public API.
+#[doc(hidden)]
+pub fn message_id<T: ?Sized, D: std::fmt::Display>(
+    value: &T,
+    id: impl FnOnce(&T) -> D,
+) -> Option<String> {
+    Some(id(value).to_string())
+}
+
 /// An error type that a failed publish converts into: any `E: From<PublishError>`.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot carry a publish error",
