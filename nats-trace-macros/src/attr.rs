@@ -153,6 +153,48 @@ impl ArgList {
         }
     }
 
+    /// The name of the first argument among `names` still present.
+    pub fn first_of(&self, names: &[&str]) -> Option<&Ident> {
+        self.args
+            .iter()
+            .map(|arg| &arg.name)
+            .find(|name| names.iter().any(|n| *name == n))
+    }
+
+    /// Takes `name = "<duration>"`, e.g. `ack_wait = "30s"`.
+    pub fn take_duration(&mut self, name: &str) -> syn::Result<Option<(LitStr, u64)>> {
+        let Some(lit) = self.take_str(name)? else {
+            return Ok(None);
+        };
+        duration(&lit, name).map(Some)
+    }
+
+    /// Takes `name = ["<duration>", ...]`, e.g. `backoff = ["1s", "10s"]`.
+    pub fn take_durations(&mut self, name: &str) -> syn::Result<Option<Vec<(LitStr, u64)>>> {
+        let Some(arg) = self.take(name) else {
+            return Ok(None);
+        };
+        let fix = format!(
+            "`{name}` takes a list of durations, e.g. `{name} = [\"1s\", \"10s\", \"1m\"]`"
+        );
+        let array = match arg.value {
+            Some(Expr::Array(array)) if !array.elems.is_empty() => array,
+            Some(other) => return Err(syn::Error::new(other.span(), fix)),
+            None => return Err(syn::Error::new(arg.name.span(), fix)),
+        };
+        array
+            .elems
+            .iter()
+            .map(|elem| match elem {
+                Expr::Lit(syn::ExprLit {
+                    lit: Lit::Str(lit), ..
+                }) => duration(lit, name),
+                other => Err(syn::Error::new(other.span(), fix.clone())),
+            })
+            .collect::<syn::Result<Vec<_>>>()
+            .map(Some)
+    }
+
     /// Takes `name = N` for a positive integer `N`.
     pub fn take_positive_int(&mut self, name: &str) -> syn::Result<Option<(LitInt, usize)>> {
         let Some(arg) = self.take(name) else {
@@ -177,27 +219,125 @@ pub struct SubscriberArgs {
     pub subject: LitStr,
     pub queue: Option<LitStr>,
     pub concurrency: Option<(LitInt, usize)>,
+    pub jetstream: Option<JetStreamArgs>,
+}
+
+/// The JetStream part of `#[nats_subscriber(stream = ..., consumer = ...)]`.
+pub struct JetStreamArgs {
+    pub stream: LitStr,
+    pub consumer: LitStr,
+    pub max_deliver: Option<(LitInt, usize)>,
+    pub ack_wait: Option<(LitStr, u64)>,
+    pub backoff: Option<Vec<(LitStr, u64)>>,
+    pub deliver: Option<LitStr>,
+    pub dead_letter: Option<LitStr>,
 }
 
 impl SubscriberArgs {
-    pub const KNOWN: &'static [&'static str] = &["subject", "queue", "concurrency"];
+    pub const KNOWN: &'static [&'static str] = &[
+        "subject",
+        "queue",
+        "concurrency",
+        "stream",
+        "consumer",
+        "max_deliver",
+        "ack_wait",
+        "backoff",
+        "deliver",
+        "dead_letter",
+    ];
+    const JETSTREAM_ONLY: &'static [&'static str] = &[
+        "max_deliver",
+        "ack_wait",
+        "backoff",
+        "deliver",
+        "dead_letter",
+    ];
 
     pub fn from_list(mut list: ArgList, attr_span: Span) -> syn::Result<Self> {
         list.check_names("nats_subscriber", Self::KNOWN)?;
         let subject = list.take_str("subject")?;
         let queue = list.take_str("queue")?;
         let concurrency = list.take_positive_int("concurrency")?;
+        let stream = list.take_str("stream")?;
+        let consumer = list.take_str("consumer")?;
         let subject = subject.ok_or_else(|| {
             syn::Error::new(
                 attr_span,
                 "missing `subject`; write e.g. #[nats_subscriber(subject = \"orders.created\")]",
             )
         })?;
+        let jetstream = match (stream, consumer) {
+            (Some(stream), Some(consumer)) => Some(JetStreamArgs {
+                stream,
+                consumer,
+                max_deliver: list.take_positive_int("max_deliver")?,
+                ack_wait: list.take_duration("ack_wait")?,
+                backoff: list.take_durations("backoff")?,
+                deliver: list.take_str("deliver")?,
+                dead_letter: list.take_str("dead_letter")?,
+            }),
+            (Some(stream), None) => {
+                return Err(syn::Error::new(
+                    stream.span(),
+                    "a JetStream handler needs a durable consumer name too; \
+                     add e.g. `consumer = \"shipper\"`",
+                ));
+            }
+            (None, Some(consumer)) => {
+                return Err(syn::Error::new(
+                    consumer.span(),
+                    "`consumer` needs the stream it reads from; add e.g. `stream = \"ORDERS\"`",
+                ));
+            }
+            (None, None) => {
+                if let Some(arg) = list.first_of(Self::JETSTREAM_ONLY) {
+                    return Err(syn::Error::new(
+                        arg.span(),
+                        format!(
+                            "`{arg}` applies to JetStream handlers only; add \
+                             `stream = \"...\", consumer = \"...\"` or remove it"
+                        ),
+                    ));
+                }
+                None
+            }
+        };
         Ok(SubscriberArgs {
             subject,
             queue,
             concurrency,
+            jetstream,
         })
+    }
+}
+
+/// Parses a duration literal such as `500ms`, `30s`, `2m` or `1h` into milliseconds.
+pub fn parse_duration_ms(text: &str) -> Option<u64> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let scale = match unit {
+        "ms" => 1,
+        "s" => 1_000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return None,
+    };
+    number.checked_mul(scale)
+}
+
+fn duration(lit: &LitStr, name: &str) -> syn::Result<(LitStr, u64)> {
+    match parse_duration_ms(&lit.value()) {
+        Some(ms) if ms > 0 => Ok((lit.clone(), ms)),
+        _ => Err(syn::Error::new(
+            lit.span(),
+            format!(
+                "`{name}` durations look like \"500ms\", \"30s\", \"2m\" or \"1h\" \
+                 (a positive whole number and a unit), not {:?}",
+                lit.value()
+            ),
+        )),
     }
 }
 
@@ -230,5 +370,30 @@ impl PublisherArgs {
             message_id,
             retries,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_ms;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_ms("500ms"), Some(500));
+        assert_eq!(parse_duration_ms("30s"), Some(30_000));
+        assert_eq!(parse_duration_ms("2m"), Some(120_000));
+        assert_eq!(parse_duration_ms("1h"), Some(3_600_000));
+        for bad in [
+            "",
+            "s",
+            "10",
+            "1.5s",
+            "10 s",
+            "-1s",
+            "5sec",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(parse_duration_ms(bad), None, "{bad:?}");
+        }
     }
 }

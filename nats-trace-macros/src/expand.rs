@@ -76,7 +76,7 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
         ::std::boxed::Box::pin(async move { #body })
     };
     let subject = &args.subject;
-    let queue = option_str(args.queue.as_ref());
+    let source = source(args);
     let concurrency = match &args.concurrency {
         Some((lit, _)) => quote!(::core::option::Option::Some(#lit)),
         None => quote!(::core::option::Option::None),
@@ -99,7 +99,7 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
                     name: ::core::concat!(::core::module_path!(), "::", #name),
                     subject: #subject,
                     span_name: #span_name,
-                    queue: #queue,
+                    source: #source,
                     concurrency: #concurrency,
                     call: __nats_trace_adapter,
                     file: ::core::file!(),
@@ -209,6 +209,44 @@ fn encode_body(body: &Body, value: TokenStream) -> TokenStream {
         Body::Json(ty) => quote_spanned! {ty.span()=>
             #rt::encode_json::<#ty>(&#value)
         },
+    }
+}
+
+/// Where the handler's messages come from: core NATS or a durable consumer.
+fn source(args: &SubscriberArgs) -> TokenStream {
+    let rt = quote!(::nats_trace_runtime::__private);
+    let Some(js) = &args.jetstream else {
+        let queue = option_str(args.queue.as_ref());
+        return quote!(#rt::Source::Core { queue: #queue });
+    };
+    let (stream, consumer) = (&js.stream, &js.consumer);
+    let max_deliver = match &js.max_deliver {
+        Some((lit, _)) => quote!(::core::option::Option::Some(#lit)),
+        None => quote!(::core::option::Option::None),
+    };
+    let ack_wait = match &js.ack_wait {
+        Some((_, ms)) => quote!(::core::option::Option::Some(#ms)),
+        None => quote!(::core::option::Option::None),
+    };
+    let backoff = match &js.backoff {
+        Some(delays) => {
+            let ms = delays.iter().map(|(_, ms)| ms);
+            quote!(::core::option::Option::Some(&[#(#ms),*]))
+        }
+        None => quote!(::core::option::Option::None),
+    };
+    let deliver_new = js.deliver.as_ref().is_some_and(|d| d.value() == "new");
+    let dead_letter = option_str(js.dead_letter.as_ref());
+    quote! {
+        #rt::Source::JetStream(&#rt::JetStreamSpec {
+            stream: #stream,
+            consumer: #consumer,
+            max_deliver: #max_deliver,
+            ack_wait_ms: #ack_wait,
+            backoff_ms: #backoff,
+            deliver_new: #deliver_new,
+            dead_letter: #dead_letter,
+        })
     }
 }
 

@@ -9,13 +9,23 @@ mod signature;
 mod validate;
 
 use proc_macro::TokenStream;
+use proc_macro2::{Span, TokenStream as TokenStream2};
+use syn::ItemFn;
+
+use attr::{ArgList, PublisherArgs, SubscriberArgs};
 
 /// Registers an `async fn` as a traced NATS message handler.
 ///
 /// See `nats_trace_runtime::nats_subscriber` for the full documentation.
 #[proc_macro_attribute]
 pub fn nats_subscriber(args: TokenStream, item: TokenStream) -> TokenStream {
-    subscriber(args.into(), item.into()).into()
+    attribute(args, item, |args, function| {
+        let args = SubscriberArgs::from_list(args, Span::call_site())?;
+        validate::subscriber_args(&args)?;
+        let handler = signature::HandlerFn::from_syn(function)?;
+        validate::handler_fn(&handler, "nats_subscriber")?;
+        Ok(expand::subscriber(&args, &handler))
+    })
 }
 
 /// Publishes the `Ok` value of an `async fn` to a NATS subject, traced.
@@ -23,45 +33,29 @@ pub fn nats_subscriber(args: TokenStream, item: TokenStream) -> TokenStream {
 /// See `nats_trace_runtime::nats_publisher` for the full documentation.
 #[proc_macro_attribute]
 pub fn nats_publisher(args: TokenStream, item: TokenStream) -> TokenStream {
-    publisher(args.into(), item.into()).into()
+    attribute(args, item, |args, function| {
+        let args = PublisherArgs::from_list(args, Span::call_site())?;
+        validate::publisher_args(&args)?;
+        validate::publisher_fn(function)?;
+        let publisher = signature::PublisherFn::from_syn(function)?;
+        Ok(expand::publisher(&args, &publisher))
+    })
 }
 
-fn publisher(
-    args: proc_macro2::TokenStream,
-    item: proc_macro2::TokenStream,
-) -> proc_macro2::TokenStream {
-    let attr_span = proc_macro2::Span::call_site();
-    let function: syn::ItemFn = match syn::parse2(item.clone()) {
-        Ok(function) => function,
-        Err(error) => return expand::with_errors(item, error),
-    };
-    let result = syn::parse2::<attr::ArgList>(args)
-        .and_then(|list| attr::PublisherArgs::from_list(list, attr_span))
-        .and_then(|args| {
-            validate::publisher_args(&args)?;
-            validate::publisher_fn(&function)?;
-            let publisher = signature::PublisherFn::from_syn(&function)?;
-            Ok(expand::publisher(&args, &publisher))
-        });
-    result.unwrap_or_else(|error| expand::with_errors(item, error))
-}
-
-fn subscriber(
-    args: proc_macro2::TokenStream,
-    item: proc_macro2::TokenStream,
-) -> proc_macro2::TokenStream {
-    let attr_span = proc_macro2::Span::call_site();
-    let function: syn::ItemFn = match syn::parse2(item.clone()) {
-        Ok(function) => function,
-        Err(error) => return expand::with_errors(item, error),
-    };
-    let result = syn::parse2::<attr::ArgList>(args)
-        .and_then(|list| attr::SubscriberArgs::from_list(list, attr_span))
-        .and_then(|args| {
-            validate::subscriber_args(&args)?;
-            let handler = signature::HandlerFn::from_syn(&function)?;
-            validate::handler_fn(&handler, "nats_subscriber")?;
-            Ok(expand::subscriber(&args, &handler))
-        });
-    result.unwrap_or_else(|error| expand::with_errors(item, error))
+/// Parses the item and the arguments, then runs `expand`. On any error the
+/// item is emitted unchanged next to the error, so the user sees one precise
+/// message instead of a cascade.
+fn attribute(
+    args: TokenStream,
+    item: TokenStream,
+    expand: impl FnOnce(ArgList, &ItemFn) -> syn::Result<TokenStream2>,
+) -> TokenStream {
+    let item = TokenStream2::from(item);
+    let result = syn::parse2::<ItemFn>(item.clone()).and_then(|function| {
+        let args = syn::parse2::<ArgList>(args.into())?;
+        expand(args, &function)
+    });
+    result
+        .unwrap_or_else(|error| expand::with_errors(item, error))
+        .into()
 }

@@ -3,7 +3,7 @@
 use syn::spanned::Spanned;
 use syn::{FnArg, ItemFn, LitStr, Signature, Type};
 
-use crate::attr::{PublisherArgs, SubscriberArgs};
+use crate::attr::{JetStreamArgs, PublisherArgs, SubscriberArgs};
 use crate::signature::{HandlerFn, Param};
 
 /// Whether a subject may contain `*` and `>`.
@@ -95,7 +95,59 @@ pub fn subscriber_args(args: &SubscriberArgs) -> syn::Result<()> {
     if let Some(queue_name) = &args.queue {
         queue(queue_name)?;
     }
+    if let Some(jetstream) = &args.jetstream {
+        jetstream_args(jetstream, args.queue.as_ref())?;
+    }
     Ok(())
+}
+
+fn jetstream_args(args: &JetStreamArgs, queue: Option<&LitStr>) -> syn::Result<()> {
+    jetstream_name(&args.stream, "stream", "ORDERS")?;
+    jetstream_name(&args.consumer, "consumer", "shipper")?;
+    if let Some(queue) = queue {
+        return Err(syn::Error::new(
+            queue.span(),
+            format!(
+                "`queue` cannot be combined with `stream`: every instance bound to the durable \
+                 consumer `{}` already shares its messages, each going to one instance; remove `queue`",
+                args.consumer.value()
+            ),
+        ));
+    }
+    if let Some(deliver) = &args.deliver
+        && !matches!(deliver.value().as_str(), "all" | "new")
+    {
+        return Err(syn::Error::new(
+            deliver.span(),
+            "`deliver` is \"all\" (start with the oldest message in the stream) \
+             or \"new\" (only messages published from now on)",
+        ));
+    }
+    if let Some(dead_letter) = &args.dead_letter {
+        subject(dead_letter, Wildcards::Forbidden)?;
+    }
+    Ok(())
+}
+
+/// Validates a stream or consumer name: NATS forbids `.`, `*`, `>`, path
+/// separators, whitespace and control characters in them.
+fn jetstream_name(lit: &LitStr, what: &str, example: &str) -> syn::Result<()> {
+    let name = lit.value();
+    let bad = name
+        .chars()
+        .find(|c| matches!(c, '.' | '*' | '>' | '/' | '\\') || c.is_whitespace() || c.is_control());
+    let problem = if name.is_empty() {
+        format!("the {what} name must not be empty; write e.g. `{what} = \"{example}\"`")
+    } else if let Some(bad) = bad {
+        format!(
+            "the {what} name `{}` contains {bad:?}; {what} names cannot contain `.`, `*`, `>`, \
+             slashes or whitespace, e.g. `{what} = \"{example}\"`",
+            name.escape_debug()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(syn::Error::new(lit.span(), problem))
 }
 
 /// Validates the arguments of `#[nats_publisher]`.

@@ -3,6 +3,8 @@
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 
+use crate::jetstream::JetStreamInfo;
+
 /// The message around a handler's payload: take `ctx: MessageContext` (or
 /// `&MessageContext`) as a parameter to get it.
 ///
@@ -21,6 +23,7 @@ pub struct MessageContext {
     headers: Option<HeaderMap>,
     template: &'static str,
     otel: opentelemetry::Context,
+    jetstream: Option<JetStreamInfo>,
 }
 
 impl MessageContext {
@@ -51,6 +54,12 @@ impl MessageContext {
         self.headers.as_ref()?.get(name).map(|value| value.as_str())
     }
 
+    /// The stream, consumer, stream sequence and delivery count, for a
+    /// message from a JetStream consumer.
+    pub fn jetstream(&self) -> Option<&JetStreamInfo> {
+        self.jetstream.as_ref()
+    }
+
     /// The OpenTelemetry context of the handler's process span. It is also the
     /// current context while the handler runs, so this is rarely needed.
     pub fn otel_context(&self) -> &opentelemetry::Context {
@@ -71,6 +80,7 @@ impl Delivery {
         message: async_nats::Message,
         template: &'static str,
         otel: opentelemetry::Context,
+        jetstream: Option<JetStreamInfo>,
     ) -> Self {
         Delivery {
             payload: message.payload,
@@ -80,6 +90,7 @@ impl Delivery {
                 headers: message.headers,
                 template,
                 otel,
+                jetstream,
             },
         }
     }

@@ -28,17 +28,28 @@ pub enum Error {
         #[source]
         source: async_nats::SubscribeError,
     },
-    /// Two handlers claim the same subject and queue group.
+    /// Two handlers claim the same subject and queue group, or the same
+    /// durable consumer.
     #[error(
-        "handlers {first} and {second} both subscribe to `{subject}` {group}; \
-         give each its own `queue = \"...\"` (every queue group gets every message) or remove one",
-        group = match queue { Some(q) => format!("in queue group `{q}`"), None => "without a queue group".to_string() }
+        "handlers {first} and {second} both {claim}; {fix}",
+        claim = match (queue, consumer) {
+            (_, Some(c)) => format!("read from the durable consumer `{c}`"),
+            (Some(q), None) => format!("subscribe to `{subject}` in queue group `{q}`"),
+            (None, None) => format!("subscribe to `{subject}` without a queue group"),
+        },
+        fix = if consumer.is_some() {
+            "give each its own `consumer = \"...\"` or remove one"
+        } else {
+            "give each its own `queue = \"...\"` (every queue group gets every message) or remove one"
+        }
     )]
     DuplicateHandler {
         /// The shared subject.
         subject: &'static str,
         /// The shared queue group.
         queue: Option<&'static str>,
+        /// The shared durable consumer (`stream/consumer`).
+        consumer: Option<&'static str>,
         /// One handler, with its location.
         first: String,
         /// The other handler, with its location.
@@ -50,6 +61,32 @@ pub enum Error {
          in a crate linked into this program, or relax the builder's handler filter"
     )]
     NoHandlers,
+    /// A declared stream could not be created, read or updated.
+    #[error("JetStream stream `{stream}`: {reason}")]
+    Stream {
+        /// The stream.
+        stream: &'static str,
+        /// What failed.
+        reason: String,
+    },
+    /// A declared stream exists with a setting that cannot change.
+    #[error("JetStream stream `{stream}` exists with an incompatible configuration: {difference}")]
+    StreamIncompatible {
+        /// The stream.
+        stream: &'static str,
+        /// The difference, and how to resolve it.
+        difference: String,
+    },
+    /// A handler's durable consumer could not be created or updated.
+    #[error("JetStream consumer `{consumer}` on stream `{stream}`: {reason}")]
+    Consumer {
+        /// The stream.
+        stream: &'static str,
+        /// The consumer.
+        consumer: &'static str,
+        /// What failed.
+        reason: String,
+    },
     /// A connection-level operation failed.
     #[error("NATS connection error: {0}")]
     Connection(String),

@@ -34,6 +34,7 @@ mod connection;
 pub mod console_tree;
 mod context;
 mod error;
+pub mod jetstream;
 mod outcome;
 mod pipeline;
 pub mod propagation;
@@ -54,7 +55,7 @@ pub use outcome::{Failure, FailureKind, Reply};
 pub use publisher::{
     BatchFailure, BatchReport, FromPublishError, PublishError, Publisher, RequestError, RetryPolicy,
 };
-pub use registry::{DEFAULT_CONCURRENCY, Handler, registered_handlers};
+pub use registry::{DEFAULT_CONCURRENCY, Handler, Source, registered_handlers};
 pub use shutdown::StopHandle;
 
 /// Registers an `async fn` as a traced NATS message handler.
@@ -240,9 +241,10 @@ pub mod __private {
         decode_json, decode_raw, decode_unit, encode_json, encode_raw, encode_unit,
     };
     pub use crate::context::Delivery;
+    pub use crate::jetstream::{JetStreamSpec, StreamRegistration};
     pub use crate::outcome::{Failure, Reply};
     pub use crate::publisher::{PublishSpec, message_id, publish_error_into, publish_output};
-    pub use crate::registry::{Handler, HandlerFuture, HandlerSpec};
+    pub use crate::registry::{Handler, HandlerFuture, HandlerSpec, Source};
     pub use inventory;
 }
 

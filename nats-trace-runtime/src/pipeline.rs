@@ -1,6 +1,9 @@
 //! The per-message pipeline: extract the trace context, start the process
-//! span, run the handler inside it, reply, end the span.
+//! span, run the handler inside it, reply (core NATS) or settle (JetStream),
+//! end the span.
 //!
+//! Core NATS and JetStream share it; a JetStream delivery only adds its
+//! attributes, in-progress acks while the handler runs, and the settle step.
 //! Every stage is an ordinary function. The generated adapter only decodes
 //! the payload, calls the user's function and encodes its output.
 
@@ -14,6 +17,8 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 
 use crate::context::Delivery;
+use crate::jetstream::JetStreamInfo;
+use crate::jetstream::settle::{self, JetStreamDelivery};
 use crate::outcome::{Failure, Reply};
 use crate::publisher::{Publisher, current};
 use crate::registry::Handler;
@@ -25,20 +30,36 @@ use crate::telemetry::Telemetry;
 pub(crate) async fn process(
     handler: &'static Handler,
     message: Message,
+    jetstream: Option<JetStreamDelivery>,
     publisher: &Publisher,
 ) -> Result<Reply, Failure> {
     let telemetry = publisher.telemetry();
     let parent = telemetry.propagation.extract(message.headers.as_ref());
-    let cx = start_process_span(handler, &message, &parent, telemetry);
+    let info = jetstream.as_ref().map(|js| js.info);
+    let cx = start_process_span(handler, &message, info.as_ref(), &parent, telemetry);
     let reply_to = message.reply.clone();
 
-    let delivery = Delivery::new(message, handler.subject(), cx.clone());
+    let delivery = Delivery::new(message, handler.subject(), cx.clone(), info);
     // The handler's own publishes go through its runtime's connection.
-    let run = run_handler(handler, delivery).with_context(cx.clone());
-    let result = current::scope(publisher.clone(), run).await;
+    let run = current::scope(
+        publisher.clone(),
+        run_handler(handler, delivery).with_context(cx.clone()),
+    );
+    let result = match &jetstream {
+        None => run.await,
+        Some(js) => {
+            tokio::select! {
+                result = run => result,
+                never = settle::keep_alive(handler, js, &cx, publisher) => match never {},
+            }
+        }
+    };
 
     if let Some(reply_to) = reply_to {
         send_reply(publisher.client(), telemetry, &cx, reply_to, &result).await;
+    }
+    if let Some(js) = jetstream {
+        settle::settle(handler, js, &cx, &result, publisher).await;
     }
     end_span(handler, &cx, &result);
     result
@@ -49,6 +70,7 @@ pub(crate) async fn process(
 fn start_process_span(
     handler: &'static Handler,
     message: &Message,
+    jetstream: Option<&JetStreamInfo>,
     parent: &Context,
     telemetry: &Telemetry,
 ) -> Context {
@@ -65,6 +87,9 @@ fn start_process_span(
     ));
     if let Some(queue) = handler.queue() {
         attributes.push(KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, queue));
+    }
+    if let Some(info) = jetstream {
+        attributes.extend(info.attributes());
     }
     if let Some(id) = message_id(message.headers.as_ref()) {
         attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_string()));

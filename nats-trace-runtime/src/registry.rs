@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use crate::context::Delivery;
 use crate::error::Error;
+use crate::jetstream::JetStreamSpec;
 use crate::outcome::{Failure, Reply};
 
 /// The future a handler adapter returns.
@@ -24,8 +25,8 @@ pub struct HandlerSpec {
     pub subject: &'static str,
     /// `process {subject}`, built at compile time.
     pub span_name: &'static str,
-    /// The queue group, if any.
-    pub queue: Option<&'static str>,
+    /// Where messages come from.
+    pub source: Source,
     /// The macro's `concurrency`, if set.
     pub concurrency: Option<usize>,
     /// The adapter from a message to the user's function.
@@ -34,6 +35,18 @@ pub struct HandlerSpec {
     pub file: &'static str,
     /// Where the handler is defined.
     pub line: u32,
+}
+
+/// Where a handler's messages come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A core NATS subscription, in a queue group if one is named.
+    Core {
+        /// The queue group.
+        queue: Option<&'static str>,
+    },
+    /// A durable JetStream pull consumer.
+    JetStream(&'static JetStreamSpec),
 }
 
 /// A registered message handler.
@@ -60,9 +73,26 @@ impl Handler {
         self.spec.subject
     }
 
-    /// The queue group, if the handler shares messages with other instances.
+    /// The core NATS queue group, if the handler shares messages with
+    /// other instances through one.
     pub fn queue(&self) -> Option<&'static str> {
-        self.spec.queue
+        match self.spec.source {
+            Source::Core { queue } => queue,
+            Source::JetStream(_) => None,
+        }
+    }
+
+    /// The durable consumer, for a JetStream handler.
+    pub fn jetstream(&self) -> Option<&'static JetStreamSpec> {
+        match self.spec.source {
+            Source::Core { .. } => None,
+            Source::JetStream(spec) => Some(spec),
+        }
+    }
+
+    /// Where the handler's messages come from.
+    pub fn source(&self) -> Source {
+        self.spec.source
     }
 
     /// How many messages this handler processes at once.
@@ -90,7 +120,7 @@ impl fmt::Debug for Handler {
         f.debug_struct("Handler")
             .field("name", &self.name())
             .field("subject", &self.subject())
-            .field("queue", &self.queue())
+            .field("source", &self.source())
             .field("concurrency", &self.concurrency())
             .finish()
     }
@@ -99,10 +129,11 @@ impl fmt::Debug for Handler {
 impl fmt::Display for Handler {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} <- {}", self.name(), self.subject())?;
-        if let Some(queue) = self.queue() {
-            write!(f, " (queue {queue})")?;
+        match self.source() {
+            Source::Core { queue: Some(queue) } => write!(f, " (queue {queue})"),
+            Source::Core { queue: None } => Ok(()),
+            Source::JetStream(js) => write!(f, " (stream {}, consumer {})", js.stream, js.consumer),
         }
-        Ok(())
     }
 }
 
@@ -114,16 +145,31 @@ pub fn registered_handlers() -> Vec<&'static Handler> {
     handlers
 }
 
-/// Fails when two handlers claim the same subject and queue group: with a
-/// queue they would split its messages at random, without one each message
-/// would be handled twice.
+/// What two handlers must not share: a subject and queue group (they would
+/// split its messages at random, or without a group handle each twice), or
+/// a durable consumer.
+fn claim(
+    handler: &Handler,
+) -> (
+    Option<&'static str>,
+    Option<&'static str>,
+    Option<&'static str>,
+) {
+    match handler.source() {
+        Source::Core { queue } => (Some(handler.subject()), queue, None),
+        Source::JetStream(js) => (None, Some(js.stream), Some(js.consumer)),
+    }
+}
+
+/// Fails when two handlers claim the same subject and queue group, or the
+/// same durable consumer.
 pub fn check_unique(handlers: &[&'static Handler]) -> Result<(), Error> {
-    for pair in handlers.windows(2) {
-        let (a, b) = (pair[0], pair[1]);
-        if a.subject() == b.subject() && a.queue() == b.queue() {
+    for (i, a) in handlers.iter().enumerate() {
+        if let Some(b) = handlers[i + 1..].iter().find(|b| claim(b) == claim(a)) {
             return Err(Error::DuplicateHandler {
                 subject: a.subject(),
                 queue: a.queue(),
+                consumer: a.jetstream().map(|js| js.consumer),
                 first: describe(a),
                 second: describe(b),
             });

@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::connection::{self, ConnectRetry};
 use crate::error::Error;
+use crate::jetstream::{self, StreamSpec};
 use crate::propagation::{self, Propagation};
 use crate::publisher::{Publisher, current};
 use crate::registry::{self, Handler};
@@ -84,6 +85,8 @@ pub struct Builder {
     tracer_provider: Option<SdkTracerProvider>,
     propagation: Propagation,
     logging: bool,
+    streams: Vec<StreamSpec>,
+    declared_streams: bool,
 }
 
 impl Default for Builder {
@@ -97,6 +100,8 @@ impl Default for Builder {
             tracer_provider: None,
             propagation: Propagation::Global,
             logging: true,
+            streams: Vec::new(),
+            declared_streams: true,
         }
     }
 }
@@ -173,6 +178,21 @@ impl Builder {
         self
     }
 
+    /// Creates or updates `stream` before any consumer starts, as
+    /// [`declare_stream!`](crate::declare_stream) does.
+    pub fn stream(mut self, stream: StreamSpec) -> Self {
+        self.streams.push(stream);
+        self
+    }
+
+    /// Whether the streams declared with [`declare_stream!`](crate::declare_stream)
+    /// are created or updated at start. On by default; tests that run
+    /// several runtimes in one program may want only their own.
+    pub fn declared_streams(mut self, enabled: bool) -> Self {
+        self.declared_streams = enabled;
+        self
+    }
+
     /// Whether the runtime installs console logging (`RUST_LOG`, default
     /// `info`) when the application has not installed a `tracing` subscriber.
     /// On by default.
@@ -236,15 +256,37 @@ impl Builder {
         let (stop, _) = StopHandle::new();
         let in_flight = InFlight::default();
         let mut tasks = JoinSet::new();
+        let jetstream = async_nats::jetstream::new(client.clone());
+        let mut streams = self.streams;
+        if self.declared_streams {
+            streams.extend(jetstream::declared_streams());
+        }
+        jetstream::streams::ensure_all(&jetstream, &streams, &telemetry).await?;
         for &handler in &handlers {
-            let subscriber = subscription::subscribe(&client, handler).await?;
-            tasks.spawn(subscription::serve(
-                handler,
-                subscriber,
-                publisher.clone(),
-                in_flight.clone(),
-                stop.subscribe(),
-            ));
+            match handler.jetstream() {
+                None => {
+                    let subscriber = subscription::subscribe(&client, handler).await?;
+                    tasks.spawn(subscription::serve(
+                        handler,
+                        subscriber,
+                        publisher.clone(),
+                        in_flight.clone(),
+                        stop.subscribe(),
+                    ));
+                }
+                Some(spec) => {
+                    let consumer = jetstream::consumer::ensure(&jetstream, handler, spec).await?;
+                    tasks.spawn(jetstream::consumer::serve(
+                        handler,
+                        spec,
+                        jetstream.clone(),
+                        consumer,
+                        publisher.clone(),
+                        in_flight.clone(),
+                        stop.subscribe(),
+                    ));
+                }
+            }
         }
         connection::round_trip(&client).await?;
 

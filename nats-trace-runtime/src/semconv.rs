@@ -51,6 +51,12 @@ pub const MESSAGING_NATS_STREAM_SEQUENCE: &str = "messaging.nats.stream_sequence
 /// `messaging.nats.delivery_count`: how often JetStream delivered the message.
 pub const MESSAGING_NATS_DELIVERY_COUNT: &str = "messaging.nats.delivery_count";
 
+/// `nats_trace.stream.action`: what ensuring a declared stream did
+/// (`created`, `updated`, `unchanged`).
+pub const STREAM_ACTION: &str = "nats_trace.stream.action";
+/// `nats_trace.nak.delay_ms`: the redelivery delay a nak asked for.
+pub const NAK_DELAY_MS: &str = "nats_trace.nak.delay_ms";
+
 /// `nats_trace.publish.attempts`: how many attempts a publish with retries took.
 pub const PUBLISH_ATTEMPTS: &str = "nats_trace.publish.attempts";
 /// `nats_trace.batch.succeeded`: messages of a batch that were sent.

@@ -43,13 +43,14 @@ impl InFlight {
         self.0.load(Ordering::Relaxed)
     }
 
-    fn enter(&self) -> InFlightGuard {
+    pub(crate) fn enter(&self) -> InFlightGuard {
         self.0.fetch_add(1, Ordering::Relaxed);
         InFlightGuard(self.0.clone())
     }
 }
 
-struct InFlightGuard(Arc<AtomicUsize>);
+/// One run in progress; counted until dropped.
+pub(crate) struct InFlightGuard(Arc<AtomicUsize>);
 
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
@@ -96,7 +97,7 @@ pub(crate) async fn serve(
         let guard = in_flight.enter();
         let publisher = publisher.clone();
         runs.spawn(async move {
-            let _result = pipeline::process(handler, message, &publisher).await;
+            let _result = pipeline::process(handler, message, None, &publisher).await;
             drop((permit, guard));
         });
         // Reap finished runs so the set stays as small as the concurrency.

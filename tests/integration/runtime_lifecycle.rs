@@ -100,13 +100,17 @@ async fn two_handlers_on_the_same_subject_and_queue_are_refused() {
     let Error::DuplicateHandler {
         subject,
         queue,
+        consumer,
         first,
         second,
     } = &error
     else {
         panic!("unexpected error: {error}");
     };
-    assert_eq!((*subject, *queue), ("twins.subject", Some("same")));
+    assert_eq!(
+        (*subject, *queue, *consumer),
+        ("twins.subject", Some("same"), None)
+    );
     assert!(
         first.contains("twins::first") && first.contains("runtime_lifecycle.rs:"),
         "{first}"

@@ -1,0 +1,215 @@
+//! Feeding one handler from its durable pull consumer.
+//!
+//! Messages are pulled only as fast as they can start: each pull asks for
+//! as many messages as the handler has free concurrency, so none waits in a
+//! buffer while its ack timer runs. On shutdown no new pull is made, and a
+//! message that arrives for a pull already made is naked at once, never
+//! acked, so the next runtime gets it without waiting for `ack_wait`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use async_nats::jetstream::Context as JetStream;
+use async_nats::jetstream::consumer::pull::Config as PullConfig;
+use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy};
+use async_nats::jetstream::stream::ConsumerErrorKind;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::JetStreamInfo;
+use super::settle::{JetStreamDelivery, Original};
+use super::spec::JetStreamSpec;
+use crate::backoff::Backoff;
+use crate::error::Error;
+use crate::pipeline;
+use crate::publisher::Publisher;
+use crate::registry::Handler;
+use crate::subscription::InFlight;
+
+/// How long one pull waits for messages before the next is made.
+const PULL_EXPIRES: Duration = Duration::from_secs(1);
+/// The most messages one pull asks for.
+const MAX_PULL: usize = 256;
+
+/// A durable pull consumer.
+pub(crate) type PullConsumer = Consumer<PullConfig>;
+
+/// Creates the handler's durable consumer, or updates it to the declared
+/// settings.
+pub(crate) async fn ensure(
+    jetstream: &JetStream,
+    handler: &'static Handler,
+    spec: &'static JetStreamSpec,
+) -> Result<PullConsumer, Error> {
+    let failed = |reason: String| Error::Consumer {
+        stream: spec.stream,
+        consumer: spec.consumer,
+        reason,
+    };
+    let stream = jetstream
+        .get_stream_no_info(spec.stream)
+        .await
+        .map_err(|e| {
+            failed(format!(
+                "stream `{}` is not available ({e}); declare it with declare_stream! or \
+             runtime::builder().stream(..)",
+                spec.stream
+            ))
+        })?;
+    let config = PullConfig {
+        durable_name: Some(spec.consumer.to_string()),
+        filter_subject: handler.subject().to_string(),
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: spec.ack_wait(),
+        max_deliver: i64::try_from(spec.max_deliver()).unwrap_or(i64::MAX),
+        deliver_policy: if spec.deliver_new {
+            DeliverPolicy::New
+        } else {
+            DeliverPolicy::All
+        },
+        ..Default::default()
+    };
+    stream
+        .create_consumer(config)
+        .await
+        .map_err(|error| match error.kind() {
+            ConsumerErrorKind::JetStream(js) => failed(format!(
+                "the server refused its settings ({js}); if it exists with settings that \
+                 cannot change, delete it or keep the old ones"
+            )),
+            _ => failed(error.to_string()),
+        })
+}
+
+/// Pulls and processes messages until `stop` turns true, then lets every
+/// started run finish and settle.
+pub(crate) async fn serve(
+    handler: &'static Handler,
+    spec: &'static JetStreamSpec,
+    jetstream: JetStream,
+    mut consumer: PullConsumer,
+    publisher: Publisher,
+    in_flight: InFlight,
+    mut stop: watch::Receiver<bool>,
+) {
+    let permits = Arc::new(Semaphore::new(handler.concurrency()));
+    let mut runs = JoinSet::new();
+    let retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+    let mut failures = 0u32;
+    loop {
+        // Wait for room for at least one message, unless stopping.
+        let first = tokio::select! {
+            permit = permits.clone().acquire_owned() => permit,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let Ok(first) = first else { break };
+        if *stop.borrow() {
+            break;
+        }
+        let wanted = (1 + permits.available_permits()).min(MAX_PULL);
+        let pull = consumer
+            .batch()
+            .max_messages(wanted)
+            .expires(PULL_EXPIRES)
+            .messages();
+        let mut batch = match pull.await {
+            Ok(batch) => batch,
+            Err(error) => {
+                drop(first);
+                failures += 1;
+                let delay = retry.delay(failures);
+                tracing::warn!(handler = handler.name(), %error, retry_in = ?delay, "pulling messages failed");
+                pause_or_stop(delay, &mut stop).await;
+                if let Ok(fresh) = ensure(&jetstream, handler, spec).await {
+                    consumer = fresh;
+                }
+                continue;
+            }
+        };
+        let mut first = Some(first);
+        while let Some(next) = batch.next().await {
+            let mut message = match next {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(handler = handler.name(), %error, "a pull ended with an error");
+                    break;
+                }
+            };
+            failures = 0;
+            if *stop.borrow() {
+                // Never started: give it back at once, without acking.
+                if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+                    tracing::debug!(%error, "returning an unstarted message failed");
+                }
+                continue;
+            }
+            let Some(delivery) = delivery(spec, &mut message) else {
+                tracing::warn!(
+                    handler = handler.name(),
+                    "a message without JetStream metadata was skipped"
+                );
+                continue;
+            };
+            let permit = match first.take() {
+                Some(permit) => permit,
+                None => match permits.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => break,
+                },
+            };
+            let guard = in_flight.enter();
+            let publisher = publisher.clone();
+            let message = message.message;
+            runs.spawn(async move {
+                let _result = pipeline::process(handler, message, Some(delivery), &publisher).await;
+                drop((permit, guard));
+            });
+            while runs.try_join_next().is_some() {}
+        }
+    }
+    while runs.join_next().await.is_some() {}
+    tracing::debug!(handler = handler.name(), "JetStream handler stopped");
+}
+
+/// Takes the JetStream metadata out of a delivered message, leaving a plain
+/// message for the pipeline: its reply subject is the ack subject, which a
+/// handler must never answer.
+fn delivery(
+    spec: &'static JetStreamSpec,
+    message: &mut async_nats::jetstream::Message,
+) -> Option<JetStreamDelivery> {
+    let (stream_sequence, delivered) = {
+        let info = message.info().ok()?;
+        (
+            info.stream_sequence,
+            u64::try_from(info.delivered).unwrap_or(1),
+        )
+    };
+    let inner = &mut message.message;
+    let ack_subject = inner.reply.take()?;
+    Some(JetStreamDelivery {
+        spec,
+        info: JetStreamInfo {
+            stream: spec.stream,
+            consumer: spec.consumer,
+            stream_sequence,
+            delivery_count: delivered,
+        },
+        ack_subject,
+        original: Original {
+            subject: inner.subject.clone(),
+            headers: inner.headers.clone(),
+            payload: Bytes::clone(&inner.payload),
+        },
+    })
+}
+
+async fn pause_or_stop(delay: Duration, stop: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}

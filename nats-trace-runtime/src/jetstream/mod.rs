@@ -1,0 +1,57 @@
+//! JetStream: durable pull consumers for `#[nats_subscriber(stream = ...,
+//! consumer = ...)]` handlers, streams declared in code, and the settle step
+//! (ack, nak with backoff, term, in-progress, dead letters).
+//!
+//! JetStream handlers run through the same per-message pipeline as core NATS
+//! handlers; only the source of messages (`consumer`) and the settle step
+//! (`settle`) are their own.
+
+pub(crate) mod consumer;
+pub(crate) mod settle;
+mod spec;
+pub(crate) mod streams;
+
+use opentelemetry::KeyValue;
+
+use crate::semconv;
+
+pub use settle::dead_letter_headers;
+#[doc(hidden)]
+pub use spec::StreamRegistration;
+pub use spec::{
+    DEFAULT_ACK_WAIT, DEFAULT_BACKOFF_MS, DEFAULT_MAX_DELIVER, JetStreamSpec, Retention, Storage,
+    StreamSpec, declared_streams,
+};
+pub use streams::StreamAction;
+
+/// Where a JetStream message came from; see [`MessageContext::jetstream`](crate::MessageContext::jetstream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JetStreamInfo {
+    /// The stream.
+    pub stream: &'static str,
+    /// The durable consumer.
+    pub consumer: &'static str,
+    /// The message's sequence in the stream.
+    pub stream_sequence: u64,
+    /// How often it was delivered, this delivery included (1 the first time).
+    pub delivery_count: u64,
+}
+
+impl JetStreamInfo {
+    /// The JetStream span attributes.
+    pub(crate) fn attributes(&self) -> [KeyValue; 5] {
+        [
+            KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, self.consumer),
+            KeyValue::new(semconv::MESSAGING_NATS_STREAM, self.stream),
+            KeyValue::new(semconv::MESSAGING_NATS_CONSUMER, self.consumer),
+            KeyValue::new(
+                semconv::MESSAGING_NATS_STREAM_SEQUENCE,
+                self.stream_sequence as i64,
+            ),
+            KeyValue::new(
+                semconv::MESSAGING_NATS_DELIVERY_COUNT,
+                self.delivery_count as i64,
+            ),
+        ]
+    }
+}

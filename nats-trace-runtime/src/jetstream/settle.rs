@@ -1,0 +1,318 @@
+//! The JetStream settle step: ack, nak with backoff, term, in-progress, and
+//! dead letters, each under a CLIENT span that is a child of the process span.
+
+use std::convert::Infallible;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_nats::header::{HeaderName, HeaderValue};
+use async_nats::jetstream::AckKind;
+use async_nats::{HeaderMap, Subject};
+use bytes::Bytes;
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::{Context, KeyValue};
+
+use super::JetStreamInfo;
+use super::spec::JetStreamSpec;
+use crate::outcome::{Failure, FailureKind, Reply};
+use crate::publisher::{Publisher, RetryPolicy};
+use crate::registry::Handler;
+use crate::semconv;
+
+/// How long a confirmed ack may take.
+const ACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Dead-letter headers, next to the original ones.
+pub mod dead_letter_headers {
+    /// The last error's message.
+    pub const ERROR: &str = "Nats-Trace-Dlq-Error";
+    /// The last error's `error.type`.
+    pub const ERROR_TYPE: &str = "Nats-Trace-Dlq-Error-Type";
+    /// How often the message was delivered.
+    pub const DELIVERY_COUNT: &str = "Nats-Trace-Dlq-Delivery-Count";
+    /// The subject it was published to.
+    pub const SUBJECT: &str = "Nats-Trace-Dlq-Subject";
+    /// Its stream.
+    pub const STREAM: &str = "Nats-Trace-Dlq-Stream";
+    /// The consumer that gave up on it.
+    pub const CONSUMER: &str = "Nats-Trace-Dlq-Consumer";
+    /// Its sequence in the stream.
+    pub const SEQUENCE: &str = "Nats-Trace-Dlq-Sequence";
+}
+
+/// One JetStream delivery: what the settle step needs besides the message.
+pub(crate) struct JetStreamDelivery {
+    pub(crate) spec: &'static JetStreamSpec,
+    pub(crate) info: JetStreamInfo,
+    /// The `$JS.ACK…` subject acks are sent to.
+    pub(crate) ack_subject: Subject,
+    /// The original message, for a dead letter.
+    pub(crate) original: Original,
+}
+
+/// A copy of the delivered message (cheap for the body, which is shared).
+pub(crate) struct Original {
+    pub(crate) subject: Subject,
+    pub(crate) headers: Option<HeaderMap>,
+    pub(crate) payload: Bytes,
+}
+
+/// How a finished delivery is settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Settlement {
+    /// Done: the stream may forget it.
+    Ack,
+    /// Failed: deliver again after the delay.
+    Nak(Duration),
+    /// Failed for good: dead-letter it, then stop its deliveries.
+    DeadLetter,
+}
+
+/// The settle policy: `Ok` acks; an undecodable payload is dead-lettered at
+/// once, as it will never decode; a failed or panicking handler is naked
+/// with the backoff delay until its last delivery, then dead-lettered.
+pub(crate) fn decide(
+    spec: &JetStreamSpec,
+    delivered: u64,
+    result: &Result<Reply, Failure>,
+) -> Settlement {
+    match result {
+        Ok(_) => Settlement::Ack,
+        Err(failure) if failure.kind() == FailureKind::Decode => Settlement::DeadLetter,
+        Err(_) if delivered >= spec.max_deliver() as u64 => Settlement::DeadLetter,
+        Err(_) => Settlement::Nak(spec.nak_delay(delivered)),
+    }
+}
+
+/// Settles one delivery as [`decide`] says.
+pub(crate) async fn settle(
+    handler: &'static Handler,
+    delivery: JetStreamDelivery,
+    cx: &Context,
+    result: &Result<Reply, Failure>,
+    publisher: &Publisher,
+) {
+    let client = publisher.client();
+    match decide(delivery.spec, delivery.info.delivery_count, result) {
+        Settlement::Ack => {
+            traced(handler, &delivery, cx, publisher, "ack", &[], async {
+                let ack = client.request(delivery.ack_subject.clone(), Bytes::from(AckKind::Ack));
+                match tokio::time::timeout(ACK_TIMEOUT, ack).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(error)) => Err(("ack_failed", error.to_string())),
+                    Err(_) => Err((
+                        semconv::error_type::TIMEOUT,
+                        format!("the server did not confirm the ack within {ACK_TIMEOUT:?}"),
+                    )),
+                }
+            })
+            .await;
+        }
+        Settlement::Nak(delay) => {
+            let extra = [KeyValue::new(
+                semconv::NAK_DELAY_MS,
+                delay.as_millis() as i64,
+            )];
+            traced(handler, &delivery, cx, publisher, "nak", &extra, async {
+                let nak = Bytes::from(AckKind::Nak(Some(delay)));
+                client
+                    .publish(delivery.ack_subject.clone(), nak)
+                    .await
+                    .map_err(|e| ("nak_failed", e.to_string()))
+            })
+            .await;
+        }
+        Settlement::DeadLetter => {
+            let failure = match result {
+                Err(failure) => failure,
+                Ok(_) => return,
+            };
+            match dead_letter(&delivery, failure, publisher).await {
+                Ok(()) => term(handler, &delivery, cx, publisher).await,
+                Err(error) => {
+                    // Not termed: the message stays in the stream, and a
+                    // delivery left will retry the dead letter.
+                    tracing::error!(
+                        handler = handler.name(),
+                        stream = delivery.spec.stream,
+                        sequence = delivery.info.stream_sequence,
+                        %error,
+                        "dead-lettering failed; the message stays in its stream"
+                    );
+                    cx.span().add_event(
+                        "dead letter failed",
+                        vec![KeyValue::new("exception.message", error.to_string())],
+                    );
+                }
+            }
+        }
+    }
+}
+
+async fn term(
+    handler: &'static Handler,
+    delivery: &JetStreamDelivery,
+    cx: &Context,
+    publisher: &Publisher,
+) {
+    traced(handler, delivery, cx, publisher, "term", &[], async {
+        publisher
+            .client()
+            .publish(delivery.ack_subject.clone(), Bytes::from(AckKind::Term))
+            .await
+            .map_err(|e| ("term_failed", e.to_string()))
+    })
+    .await;
+}
+
+/// Tells the server the handler is still working, so it does not redeliver
+/// the message: every half `ack_wait`, until dropped. Never completes.
+pub(crate) async fn keep_alive(
+    handler: &'static Handler,
+    delivery: &JetStreamDelivery,
+    cx: &Context,
+    publisher: &Publisher,
+) -> Infallible {
+    let period = delivery.spec.ack_wait() / 2;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        ticks.tick().await;
+        traced(handler, delivery, cx, publisher, "progress", &[], async {
+            publisher
+                .client()
+                .publish(delivery.ack_subject.clone(), Bytes::from(AckKind::Progress))
+                .await
+                .map_err(|e| ("progress_failed", e.to_string()))
+        })
+        .await;
+    }
+}
+
+/// Publishes the original message, with headers saying why, to the
+/// dead-letter subject, confirmed by the server. The publish span is a child
+/// of the process span, so the dead letter stays in the message's trace.
+async fn dead_letter(
+    delivery: &JetStreamDelivery,
+    failure: &Failure,
+    publisher: &Publisher,
+) -> Result<(), crate::PublishError> {
+    let info = &delivery.info;
+    let mut headers = delivery.original.headers.clone().unwrap_or_default();
+    let mut set = |name: &'static str, value: String| {
+        let clean: String = value
+            .chars()
+            .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+            .collect();
+        if let (Ok(name), Ok(value)) = (HeaderName::from_str(name), HeaderValue::from_str(&clean)) {
+            headers.insert(name, value);
+        }
+    };
+    set(dead_letter_headers::ERROR, failure.message().to_string());
+    set(
+        dead_letter_headers::ERROR_TYPE,
+        failure.error_type().to_string(),
+    );
+    set(
+        dead_letter_headers::DELIVERY_COUNT,
+        info.delivery_count.to_string(),
+    );
+    set(
+        dead_letter_headers::SUBJECT,
+        delivery.original.subject.to_string(),
+    );
+    set(dead_letter_headers::STREAM, info.stream.to_string());
+    set(dead_letter_headers::CONSUMER, info.consumer.to_string());
+    set(
+        dead_letter_headers::SEQUENCE,
+        info.stream_sequence.to_string(),
+    );
+    publisher
+        .with_retry(RetryPolicy::retries(3))
+        .publish_bytes(
+            &delivery.spec.dead_letter_subject(),
+            headers,
+            delivery.original.payload.clone(),
+        )
+        .await
+}
+
+/// Runs one settle operation under a CLIENT span `{operation} {subscription}`.
+async fn traced(
+    handler: &'static Handler,
+    delivery: &JetStreamDelivery,
+    cx: &Context,
+    publisher: &Publisher,
+    operation: &'static str,
+    extra: &[KeyValue],
+    settle: impl Future<Output = Result<(), (&'static str, String)>>,
+) {
+    let telemetry = publisher.telemetry();
+    let mut attributes = semconv::messaging_attributes(
+        operation,
+        semconv::operation_type::SETTLE,
+        delivery.original.subject.to_string(),
+        handler.subject(),
+        14,
+    );
+    attributes.extend(delivery.info.attributes());
+    attributes.extend_from_slice(extra);
+    attributes.extend_from_slice(telemetry.server_attributes());
+    let tracer = telemetry.tracer();
+    let span = tracer
+        .span_builder(format!("{operation} {}", handler.subject()))
+        .with_kind(SpanKind::Client)
+        .with_attributes(attributes)
+        .start_with_context(tracer, cx);
+    let settle_cx = cx.with_span(span);
+    if let Err((error_type, message)) = settle.await {
+        tracing::warn!(
+            handler = handler.name(),
+            operation,
+            sequence = delivery.info.stream_sequence,
+            error = %message,
+            "settling a message failed"
+        );
+        let span = settle_cx.span();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type));
+        span.set_status(Status::error(message));
+    }
+    settle_cx.span().end();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: JetStreamSpec = JetStreamSpec {
+        stream: "S",
+        consumer: "c",
+        max_deliver: Some(3),
+        ack_wait_ms: None,
+        backoff_ms: Some(&[100, 300]),
+        deliver_new: false,
+        dead_letter: None,
+    };
+
+    #[test]
+    fn the_policy_acks_naks_with_backoff_and_dead_letters() {
+        let ok = Ok(Reply::empty());
+        let failed = Err(Failure::handler("boom"));
+        let undecodable = Err(Failure::decode("bad json"));
+        assert_eq!(decide(&SPEC, 1, &ok), Settlement::Ack);
+        assert_eq!(
+            decide(&SPEC, 1, &failed),
+            Settlement::Nak(Duration::from_millis(100))
+        );
+        assert_eq!(
+            decide(&SPEC, 2, &failed),
+            Settlement::Nak(Duration::from_millis(300))
+        );
+        assert_eq!(decide(&SPEC, 3, &failed), Settlement::DeadLetter);
+        assert_eq!(decide(&SPEC, 1, &undecodable), Settlement::DeadLetter);
+        let panicked = Err(Failure::panic(&"oops"));
+        assert_eq!(
+            decide(&SPEC, 1, &panicked),
+            Settlement::Nak(Duration::from_millis(100))
+        );
+    }
+}
