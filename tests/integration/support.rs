@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::HeaderMap;
 use nats_trace_runtime::propagation::HeaderInjector;
-use nats_trace_runtime::runtime::{self, Running};
+use nats_trace_runtime::runtime::{self, Builder, Running};
 use nats_trace_testing::{NatsServer, SpanCapture};
 use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator;
@@ -28,16 +28,23 @@ pub async fn connect(server: &NatsServer) -> async_nats::Client {
 /// `prefix` (a test module's `module_path!()` plus a separator), traced into
 /// `capture`.
 pub async fn start(server: &NatsServer, capture: &SpanCapture, prefix: &'static str) -> Running {
+    builder(server, capture, prefix)
+        .start()
+        .await
+        .expect("runtime starts")
+}
+
+/// The builder [`start`] uses, for tests that add to it. Streams declared
+/// with `declare_stream!` are left out: each test creates its own.
+pub fn builder(server: &NatsServer, capture: &SpanCapture, prefix: &'static str) -> Builder {
     runtime::builder()
         .url(server.url())
         .tracer_provider(capture.provider())
         .propagator(TraceContextPropagator::new())
         .handlers(move |handler| handler.name().starts_with(prefix))
-        .shutdown_timeout(Duration::from_secs(5))
+        .shutdown_timeout(Duration::from_secs(10))
+        .declared_streams(false)
         .logging(false)
-        .start()
-        .await
-        .expect("runtime starts")
 }
 
 /// Starts a PRODUCER span on the test tracer and returns its context and the

@@ -9,6 +9,7 @@ use async_nats::header::{HeaderName, HeaderValue};
 use async_nats::jetstream::AckKind;
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
+use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 
@@ -127,7 +128,11 @@ pub(crate) async fn settle(
                 Err(failure) => failure,
                 Ok(_) => return,
             };
-            match dead_letter(&delivery, failure, publisher).await {
+            // Under the process span, so the dead letter stays in the trace.
+            let sent = dead_letter(&delivery, failure, publisher)
+                .with_context(cx.clone())
+                .await;
+            match sent {
                 Ok(()) => term(handler, &delivery, cx, publisher).await,
                 Err(error) => {
                     // Not termed: the message stays in the stream, and a
