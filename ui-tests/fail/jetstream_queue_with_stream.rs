@@ -1,0 +1,6 @@
+use nats_trace_runtime::prelude::*;
+
+#[nats_subscriber(stream = "ORDERS", consumer = "shipper", subject = "orders.paid", queue = "shipping")]
+async fn ship(_body: bytes::Bytes) {}
+
+fn main() {}
