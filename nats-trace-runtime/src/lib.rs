@@ -89,6 +89,51 @@ pub use shutdown::StopHandle;
 ///
 /// Subjects and queue names are checked at compile time.
 ///
+/// # JetStream
+///
+/// With `stream` and `consumer` the handler reads from a durable pull
+/// consumer, created (or updated) at start, with `subject` as its filter:
+///
+/// ```
+/// # use nats_trace_runtime::prelude::*;
+/// # #[derive(serde::Deserialize)] struct Order { id: u64 }
+/// # #[derive(Debug)] struct ShipError;
+/// # impl std::fmt::Display for ShipError {
+/// #     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { f.write_str("ship failed") }
+/// # }
+/// #[nats_subscriber(stream = "ORDERS", consumer = "shipper", subject = "orders.paid",
+///                   max_deliver = 5, backoff = ["1s", "10s", "1m"])]
+/// async fn ship(order: Order) -> Result<(), ShipError> {
+///     Ok(())
+/// }
+/// ```
+///
+/// | argument | default | meaning |
+/// |---|---|---|
+/// | `stream = "..."` | — | The stream to read from (no `.`, `*`, `>`, slashes or whitespace). |
+/// | `consumer = "..."` | — | The durable consumer's name; instances sharing it share the work, so `queue` does not apply. |
+/// | `max_deliver = N` | [`jetstream::DEFAULT_MAX_DELIVER`] (5) | Deliveries before a failing message is dead-lettered and terminated. |
+/// | `ack_wait = "30s"` | [`jetstream::DEFAULT_ACK_WAIT`] (30 s) | How long the server waits for a settle before redelivering. Handlers running longer send in-progress acks every half `ack_wait`. |
+/// | `backoff = ["1s", ...]` | 1 s, 5 s, 30 s | Nak delay after failed delivery 1, 2, …; the last entry repeats. |
+/// | `deliver = "all" \| "new"` | `"all"` | Start with the oldest message, or only new ones, when the consumer is created. |
+/// | `dead_letter = "..."` | `dlq.{stream}.{consumer}` | Where failed messages go before they are terminated. |
+///
+/// Each message is settled after its handler finished, never before:
+/// - `Ok` → ack, confirmed by the server;
+/// - `Err` or panic → nak with the backoff delay for its delivery count;
+///   on delivery `max_deliver` → dead letter, then term;
+/// - undecodable payload → dead letter, then term (it will never decode).
+///
+/// The dead letter carries the original payload and headers, its trace
+/// context, and [`jetstream::dead_letter_headers`] with the last error and
+/// the delivery count. If it cannot be published the message is not termed,
+/// so it stays in the stream. Every settle is a CLIENT span `ack|nak|term|progress
+/// {subject}` under the process span, which carries `messaging.nats.stream`,
+/// `messaging.nats.consumer`, `messaging.nats.stream_sequence` and
+/// `messaging.nats.delivery_count`. The handler sees them through
+/// [`MessageContext::jetstream`]. Declare the stream itself with
+/// [`declare_stream!`] or [`runtime::Builder::stream`].
+///
 /// # Parameters
 ///
 /// Exactly one **payload** parameter, decoded from the message body:
