@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use nats_trace_runtime::console_tree::ConsoleTreeExporter;
+use nats_trace_runtime::telemetry::console_tree::ConsoleTreeExporter;
 use nats_trace_runtime::prelude::*;
 use nats_trace_runtime::{DEFAULT_URL, runtime};
 use nats_trace_testing::NatsServer;

@@ -31,7 +31,6 @@
 mod backoff;
 mod codec;
 mod connection;
-pub mod console_tree;
 mod context;
 mod error;
 pub mod jetstream;
@@ -44,7 +43,7 @@ pub mod runtime;
 pub mod semconv;
 mod shutdown;
 mod subscription;
-mod telemetry;
+pub mod telemetry;
 
 pub use backoff::Backoff;
 pub use codec::RawBody;

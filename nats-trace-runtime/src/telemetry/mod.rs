@@ -1,4 +1,7 @@
-//! The tracer and propagator a runtime uses, resolved once at start.
+//! The tracer and propagator a runtime uses, resolved once at start, and
+//! the terminal trace tree for local runs.
+
+pub mod console_tree;
 
 use std::sync::Arc;
 
