@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use nats_trace_runtime::telemetry::console_tree::ConsoleTreeExporter;
 use nats_trace_runtime::prelude::*;
+use nats_trace_runtime::telemetry::console_tree::ConsoleTreeExporter;
 use nats_trace_runtime::{DEFAULT_URL, runtime};
 use nats_trace_testing::NatsServer;
 use opentelemetry_sdk::trace::SdkTracerProvider;

@@ -12,6 +12,10 @@ use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
 use syn::{Expr, Ident, Lit, LitInt, LitStr, Token};
 
+/// The largest `concurrency`, `max_deliver` or `retries` accepted: far more
+/// than any real use, and safely below every limit of the runtime.
+pub const MAX_COUNT: usize = 1_000_000;
+
 /// One `name = value` or bare `name` argument.
 pub struct Arg {
     pub name: Ident,
@@ -140,13 +144,13 @@ impl ArgList {
         let Some(arg) = self.take(name) else {
             return Ok(None);
         };
-        let fix = format!("`{name}` takes a whole number, e.g. `{name} = 3`");
+        let fix = format!("`{name}` takes a whole number from 0 to {MAX_COUNT}, e.g. `{name} = 3`");
         match arg.value {
             Some(Expr::Lit(syn::ExprLit {
                 lit: Lit::Int(int), ..
             })) => match int.base10_parse::<u32>() {
-                Ok(n) => Ok(Some((int, n))),
-                Err(_) => Err(syn::Error::new(int.span(), fix)),
+                Ok(n) if n as usize <= MAX_COUNT => Ok(Some((int, n))),
+                _ => Err(syn::Error::new(int.span(), fix)),
             },
             Some(other) => Err(syn::Error::new(other.span(), fix)),
             None => Err(syn::Error::new(arg.name.span(), fix)),
@@ -195,17 +199,18 @@ impl ArgList {
             .map(Some)
     }
 
-    /// Takes `name = N` for a positive integer `N`.
+    /// Takes `name = N` for an integer `N` from 1 to [`MAX_COUNT`].
     pub fn take_positive_int(&mut self, name: &str) -> syn::Result<Option<(LitInt, usize)>> {
         let Some(arg) = self.take(name) else {
             return Ok(None);
         };
-        let fix = format!("`{name}` takes a positive integer, e.g. `{name} = 16`");
+        let fix =
+            format!("`{name}` takes a whole number from 1 to {MAX_COUNT}, e.g. `{name} = 16`");
         match arg.value {
             Some(Expr::Lit(syn::ExprLit {
                 lit: Lit::Int(int), ..
             })) => match int.base10_parse::<usize>() {
-                Ok(n) if n > 0 => Ok(Some((int, n))),
+                Ok(n) if (1..=MAX_COUNT).contains(&n) => Ok(Some((int, n))),
                 _ => Err(syn::Error::new(int.span(), fix)),
             },
             Some(other) => Err(syn::Error::new(other.span(), fix)),

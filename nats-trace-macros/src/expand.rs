@@ -78,10 +78,16 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
     let subject = &args.subject;
     let source = source(args);
     let concurrency = match &args.concurrency {
-        Some((lit, _)) => quote!(::core::option::Option::Some(#lit)),
+        Some((lit, n)) => {
+            let lit = unsuffixed(*n as u64, lit.span());
+            quote!(::core::option::Option::Some(#lit))
+        }
         None => quote!(::core::option::Option::None),
     };
     let name = fn_name.to_string();
+    let replies = match &handler.output {
+        Output::Value(body) | Output::Result { ok: body, .. } => !matches!(body, Body::Unit),
+    };
     let span_name = format!("process {}", args.subject.value());
 
     quote! {
@@ -100,6 +106,7 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
                     subject: #subject,
                     span_name: #span_name,
                     source: #source,
+                    replies: #replies,
                     concurrency: #concurrency,
                     call: __nats_trace_adapter,
                     file: ::core::file!(),
@@ -111,31 +118,26 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
 }
 
 /// Expands `#[nats_publisher]`: the function keeps its signature; its body
-/// moves into an inner function, and the outer one publishes the `Ok` value.
+/// runs as an `async move` block (so `return` and `?` keep their meaning)
+/// whose `Ok` value is then published, as `tracing-attributes` does.
 pub fn publisher(args: &PublisherArgs, publisher: &PublisherFn<'_>) -> TokenStream {
     let rt = quote!(::nats_trace_runtime::__private);
     let item = publisher.item;
     let attrs = &item.attrs;
     let vis = &item.vis;
-    let mut outer_sig = item.sig.clone();
-    let mut inner_sig = item.sig.clone();
-    inner_sig.ident = format_ident!("__nats_trace_inner");
-
-    let mut call_args = Vec::new();
-    for (index, input) in outer_sig.inputs.iter_mut().enumerate() {
-        if let syn::FnArg::Typed(pat_type) = input {
-            let arg = format_ident!("__nats_trace_arg{}", index);
-            pat_type.attrs.clear();
-            *pat_type.pat = syn::parse_quote!(#arg);
-            call_args.push(arg);
-        }
-    }
-
+    let sig = &item.sig;
+    let output = match &sig.output {
+        syn::ReturnType::Type(_, ty) => quote!(#ty),
+        syn::ReturnType::Default => quote!(()),
+    };
     let block = &item.block;
     let subject = &args.subject;
     let jetstream = args.jetstream;
     let retries = match &args.retries {
-        Some((lit, _)) => quote!(::core::option::Option::Some(#lit)),
+        Some((lit, n)) => {
+            let lit = unsuffixed(u64::from(*n), lit.span());
+            quote!(::core::option::Option::Some(#lit))
+        }
         None => quote!(::core::option::Option::None),
     };
     let message_id = match &args.message_id {
@@ -154,16 +156,15 @@ pub fn publisher(args: &PublisherArgs, publisher: &PublisherFn<'_>) -> TokenStre
 
     quote! {
         #(#attrs)*
-        #vis #outer_sig {
-            #inner_sig #block
-
+        #vis #sig {
             static __NATS_TRACE_PUBLISH: #rt::PublishSpec = #rt::PublishSpec {
                 subject: #subject,
                 jetstream: #jetstream,
                 retries: #retries,
             };
 
-            match __nats_trace_inner(#(#call_args),*).await {
+            let __nats_trace_output: #output = async move #block.await;
+            match __nats_trace_output {
                 ::core::result::Result::Ok(__nats_trace_value) => {
                     let __nats_trace_id = #message_id;
                     let __nats_trace_body = #encoded;
@@ -221,7 +222,10 @@ fn source(args: &SubscriberArgs) -> TokenStream {
     };
     let (stream, consumer) = (&js.stream, &js.consumer);
     let max_deliver = match &js.max_deliver {
-        Some((lit, _)) => quote!(::core::option::Option::Some(#lit)),
+        Some((lit, n)) => {
+            let lit = unsuffixed(*n as u64, lit.span());
+            quote!(::core::option::Option::Some(#lit))
+        }
         None => quote!(::core::option::Option::None),
     };
     let ack_wait = match &js.ack_wait {
@@ -248,6 +252,12 @@ fn source(args: &SubscriberArgs) -> TokenStream {
             dead_letter: #dead_letter,
         })
     }
+}
+
+/// `n` as an integer literal without a suffix, so `8u8` in the attribute
+/// still fits the field it fills.
+fn unsuffixed(n: u64, span: proc_macro2::Span) -> syn::LitInt {
+    syn::LitInt::new(&n.to_string(), span)
 }
 
 fn option_str(lit: Option<&LitStr>) -> TokenStream {

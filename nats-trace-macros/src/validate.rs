@@ -1,7 +1,7 @@
 //! Checks that turn misuse into errors spanned on the user's tokens.
 
 use syn::spanned::Spanned;
-use syn::{FnArg, ItemFn, LitStr, Signature, Type};
+use syn::{ItemFn, LitStr, Signature, Type};
 
 use crate::attr::{JetStreamArgs, PublisherArgs, SubscriberArgs};
 use crate::signature::{HandlerFn, Param};
@@ -155,27 +155,21 @@ pub fn publisher_args(args: &PublisherArgs) -> syn::Result<()> {
     subject(&args.subject, Wildcards::Forbidden)
 }
 
-/// Validates a publisher function: async, free, not generic, and returning
-/// `Result<T, E>` so a failed publish can reach the caller.
+/// Validates a publisher function: async and safe. Methods, generics and
+/// `impl Trait` arguments are fine: the body runs where it was written.
 pub fn publisher_fn(item: &ItemFn) -> syn::Result<()> {
     let sig = &item.sig;
-    common_fn_shape(sig, "nats_publisher")?;
-    if let Some(FnArg::Receiver(receiver)) = sig.inputs.first() {
+    if sig.asyncness.is_none() {
         return Err(syn::Error::new(
-            receiver.span(),
-            "#[nats_publisher] works on free functions, not methods; \
-             move this function out of the `impl` block",
+            sig.fn_token.span(),
+            "#[nats_publisher] needs an `async fn`; add `async` before `fn`",
         ));
     }
-    for input in &sig.inputs {
-        if let FnArg::Typed(pat_type) = input
-            && let Type::ImplTrait(_) = &*pat_type.ty
-        {
-            return Err(syn::Error::new(
-                pat_type.ty.span(),
-                "#[nats_publisher] functions cannot take `impl Trait`; name the concrete type",
-            ));
-        }
+    if let Some(unsafety) = &sig.unsafety {
+        return Err(syn::Error::new(
+            unsafety.span(),
+            "#[nats_publisher] cannot be used on an `unsafe fn`",
+        ));
     }
     Ok(())
 }

@@ -8,8 +8,25 @@ use serde::de::DeserializeOwned;
 use crate::outcome::{Failure, Reply};
 
 /// Decodes a JSON body.
+///
+/// The failure says where the JSON went wrong but not what it contained:
+/// serde's own message quotes payload values, which must not reach spans,
+/// logs or replies. That message is logged at debug level only.
 pub fn decode_json<T: DeserializeOwned>(body: &Bytes) -> Result<T, Failure> {
-    serde_json::from_slice(body).map_err(Failure::decode)
+    serde_json::from_slice(body).map_err(|error| {
+        tracing::debug!(%error, "payload did not decode");
+        let what = match error.classify() {
+            serde_json::error::Category::Syntax => "is not valid JSON",
+            serde_json::error::Category::Eof => "is truncated or empty JSON",
+            serde_json::error::Category::Data => "does not match the handler's payload type",
+            serde_json::error::Category::Io => "could not be read",
+        };
+        Failure::decode_described::<serde_json::Error>(format!(
+            "the payload {what} (line {}, column {})",
+            error.line(),
+            error.column()
+        ))
+    })
 }
 
 /// Encodes a value as a JSON reply body.
@@ -95,6 +112,17 @@ mod tests {
         assert_eq!(failure.kind(), FailureKind::Decode);
         assert_eq!(failure.error_type(), "serde_json::error::Error");
         assert_eq!(failure.service_code(), 400);
+    }
+
+    #[test]
+    fn decode_failures_never_quote_the_payload() {
+        let body = Bytes::from_static(br#"{"id": "secret-card-number"}"#);
+        let failure = decode_json::<Order>(&body).unwrap_err();
+        assert_eq!(
+            failure.message(),
+            "the payload does not match the handler's payload type (line 1, column 27)"
+        );
+        assert!(!failure.message().contains("secret"));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::backoff::Backoff;
 use crate::error::Error;
-use async_nats::{Client, ConnectOptions};
+use async_nats::{Client, ConnectErrorKind, ConnectOptions};
 
 /// The URL used when neither the builder nor `NATS_URL` gives one.
 pub const DEFAULT_URL: &str = "nats://127.0.0.1:4222";
@@ -49,6 +49,24 @@ pub(crate) async fn connect(url: &str, retry: &ConnectRetry) -> Result<Client, E
                 tracing::info!(url = %shown, "connected to NATS");
                 return Ok(client);
             }
+            Err(error) if error.kind() == ConnectErrorKind::ServerParse => {
+                return Err(Error::Config(format!("invalid NATS URL {shown}: {error}")));
+            }
+            // Wrong credentials or TLS settings do not heal by retrying.
+            Err(source)
+                if matches!(
+                    source.kind(),
+                    ConnectErrorKind::Authentication
+                        | ConnectErrorKind::AuthorizationViolation
+                        | ConnectErrorKind::Tls
+                ) =>
+            {
+                return Err(Error::Connect {
+                    url: shown,
+                    attempts: attempt,
+                    source,
+                });
+            }
             Err(error) if retry.max_attempts.is_none_or(|max| attempt < max) => {
                 let delay = retry.backoff.delay(attempt);
                 tracing::warn!(url = %shown, attempt, %error, retry_in = ?delay, "connecting to NATS failed");
@@ -62,6 +80,39 @@ pub(crate) async fn connect(url: &str, retry: &ConnectRetry) -> Result<Client, E
                 });
             }
         }
+    }
+}
+
+/// The `server.address` and `server.port` of a connection: the host and
+/// port of the URL when it names one server (the server's own INFO often
+/// says `0.0.0.0`), else what the server reports, unless that is a wildcard.
+pub(crate) fn server_address(
+    url: Option<&str>,
+    info: &async_nats::ServerInfo,
+) -> (Option<String>, u16) {
+    let single = url.filter(|url| !url.contains(','));
+    if let Some((host, port)) = single.and_then(host_and_port) {
+        return (Some(host), port.unwrap_or(info.port));
+    }
+    let wildcard = matches!(info.host.as_str(), "" | "0.0.0.0" | "::" | "[::]");
+    ((!wildcard).then(|| info.host.clone()), info.port)
+}
+
+fn host_and_port(url: &str) -> Option<(String, Option<u16>)> {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next()?.trim();
+    if authority.is_empty() {
+        return None;
+    }
+    if let Some(bracketed) = authority.strip_prefix('[') {
+        let (host, after) = bracketed.split_once(']')?;
+        let port = after.strip_prefix(':').and_then(|p| p.parse().ok());
+        return Some((host.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_string(), port.parse().ok())),
+        None => Some((authority.to_string(), None)),
     }
 }
 
@@ -121,5 +172,18 @@ mod tests {
             "nats://***@h:1,nats://h2:2"
         );
         assert_eq!(redact("localhost:4222"), "localhost:4222");
+    }
+
+    #[test]
+    fn server_address_comes_from_a_single_server_url() {
+        assert_eq!(
+            host_and_port("nats://u:p@nats.local:4223"),
+            Some(("nats.local".into(), Some(4223)))
+        );
+        assert_eq!(
+            host_and_port("tls://[::1]:4222"),
+            Some(("::1".into(), Some(4222)))
+        );
+        assert_eq!(host_and_port("localhost"), Some(("localhost".into(), None)));
     }
 }

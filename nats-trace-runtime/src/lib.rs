@@ -45,7 +45,11 @@ mod shutdown;
 mod subscription;
 pub mod telemetry;
 
+/// The NATS client, re-exported so applications need no direct dependency.
+pub use async_nats;
 pub use backoff::Backoff;
+/// Byte buffers of message bodies, re-exported for raw `Bytes` payloads.
+pub use bytes;
 pub use codec::RawBody;
 pub use connection::{ConnectRetry, DEFAULT_URL};
 pub use context::MessageContext;

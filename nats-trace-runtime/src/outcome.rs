@@ -63,6 +63,16 @@ impl Failure {
         Failure::new(FailureKind::Decode, std::any::type_name::<E>(), error)
     }
 
+    /// A payload that could not be decoded, described by `message` rather
+    /// than by the codec error's own text.
+    pub fn decode_described<E>(message: String) -> Self {
+        Failure {
+            kind: FailureKind::Decode,
+            error_type: std::any::type_name::<E>().to_string(),
+            message,
+        }
+    }
+
     /// A handler that returned `Err(error)`.
     pub fn handler<E: fmt::Display>(error: E) -> Self {
         Failure::new(FailureKind::Handler, std::any::type_name::<E>(), error)

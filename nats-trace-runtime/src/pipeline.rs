@@ -37,7 +37,9 @@ pub(crate) async fn process(
     let parent = telemetry.propagation.extract(message.headers.as_ref());
     let info = jetstream.as_ref().map(|js| js.info);
     let cx = start_process_span(handler, &message, info.as_ref(), &parent, telemetry);
-    let reply_to = message.reply.clone();
+    // Only value-returning handlers answer: a `()` handler on a subject a
+    // stream also captures must not answer JetStream's publish acks.
+    let reply_to = message.reply.clone().filter(|_| handler.replies());
 
     let delivery = Delivery::new(message, handler.subject(), cx.clone(), info);
     // The handler's own publishes go through its runtime's connection.

@@ -27,6 +27,8 @@ pub struct HandlerSpec {
     pub span_name: &'static str,
     /// Where messages come from.
     pub source: Source,
+    /// Whether the handler returns a value, which answers requests.
+    pub replies: bool,
     /// The macro's `concurrency`, if set.
     pub concurrency: Option<usize>,
     /// The adapter from a message to the user's function.
@@ -88,6 +90,13 @@ impl Handler {
             Source::Core { .. } => None,
             Source::JetStream(spec) => Some(spec),
         }
+    }
+
+    /// Whether the handler answers requests: it returns a value (`T` or
+    /// `Result<T, E>` with `T` not `()`). Handlers returning `()` never reply,
+    /// so they never answer a JetStream publish on a subject a stream captures.
+    pub fn replies(&self) -> bool {
+        self.spec.replies
     }
 
     /// Where the handler's messages come from.

@@ -236,23 +236,27 @@ impl Builder {
             return Err(Error::NoHandlers);
         }
 
-        let (client, owns_client) = match self.connection {
-            Connection::Client(client) => (client, false),
-            Connection::Url(url) => (connection::connect(&url, &self.connect_retry).await?, true),
+        let (client, owns_client, url) = match self.connection {
+            Connection::Client(client) => (client, false, None),
+            Connection::Url(url) => {
+                let client = connection::connect(&url, &self.connect_retry).await?;
+                (client, true, Some(url))
+            }
             Connection::FromEnv => {
                 let url = connection::url_from_env();
-                (connection::connect(&url, &self.connect_retry).await?, true)
+                let client = connection::connect(&url, &self.connect_retry).await?;
+                (client, true, Some(url))
             }
         };
 
         if matches!(self.propagation, Propagation::Global) {
             propagation::install_default_if_unset();
         }
-        let info = client.server_info();
+        let (address, port) = connection::server_address(url.as_deref(), &client.server_info());
         let telemetry = Telemetry::new(self.tracer_provider, self.propagation)
-            .with_server(&info.host, info.port);
+            .with_server(address.as_deref(), port);
 
-        let publisher = Publisher::with_telemetry(client.clone(), telemetry.clone());
+        let publisher = Publisher::from_parts(client.clone(), telemetry.clone());
         let (stop, _) = StopHandle::new();
         let in_flight = InFlight::default();
         let mut tasks = JoinSet::new();
@@ -318,7 +322,9 @@ impl Builder {
     }
 }
 
-/// A runtime serving its handlers in the background.
+/// A runtime serving its handlers in the background. Call
+/// [`stop`](Running::stop) for a graceful shutdown.
+#[must_use = "dropping a Running stops it; call .stop().await to wait for a graceful shutdown"]
 pub struct Running {
     id: u64,
     publisher: Publisher,
@@ -383,15 +389,16 @@ impl Running {
     pub async fn stop(mut self) -> Result<(), Error> {
         self.stop.stop();
         current::uninstall(self.id);
-        let finished = tokio::time::timeout(self.shutdown_timeout, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
+        // One deadline for the whole shutdown, so a lost connection cannot
+        // stretch it.
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
+        let finished = tokio::time::timeout_at(deadline, join_all(&mut self.tasks)).await;
         let result = match finished {
             Ok(()) => Ok(()),
             Err(_) => {
                 let unfinished = self.in_flight.count();
                 self.tasks.abort_all();
+                join_all(&mut self.tasks).await;
                 tracing::warn!(unfinished, timeout = ?self.shutdown_timeout, "shutdown timed out");
                 Err(Error::ShutdownTimeout {
                     unfinished,
@@ -399,17 +406,65 @@ impl Running {
                 })
             }
         };
-        if let Err(error) = self.client.flush().await {
-            tracing::warn!(%error, "flushing the connection failed");
-        }
-        if self.owns_client
-            && let Err(error) = self.client.drain().await
-        {
-            tracing::warn!(%error, "draining the connection failed");
+        let connected = self.client.connection_state() == async_nats::connection::State::Connected;
+        if connected {
+            // Replies and publishes of the finished handlers reach the server.
+            let grace = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
+            match tokio::time::timeout_at(grace, self.client.flush()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => tracing::warn!(%error, "flushing the connection failed"),
+                Err(_) => tracing::warn!("flushing the connection timed out"),
+            }
+            if self.owns_client
+                && let Err(error) = self.client.drain().await
+            {
+                tracing::warn!(%error, "draining the connection failed");
+            }
+        } else {
+            tracing::warn!(
+                "the connection to NATS is down at shutdown: replies and publishes \
+                 still buffered in the client are not sent"
+            );
         }
         self.telemetry.flush().await;
         tracing::info!("nats-trace stopped");
         result
+    }
+}
+
+/// Waits for every task, logging those that panicked.
+async fn join_all(tasks: &mut JoinSet<()>) {
+    while let Some(joined) = tasks.join_next().await {
+        if let Err(error) = joined
+            && error.is_panic()
+        {
+            tracing::error!(%error, "a handler's message loop panicked");
+        }
+    }
+}
+
+impl Drop for Running {
+    /// Dropping a running runtime without [`Running::stop`] still stops it:
+    /// it stops taking messages and lets in-flight handlers finish in the
+    /// background, bounded by the shutdown timeout.
+    fn drop(&mut self) {
+        current::uninstall(self.id);
+        if self.stop.is_stopped() {
+            return;
+        }
+        self.stop.stop();
+        let mut tasks = std::mem::take(&mut self.tasks);
+        let timeout = self.shutdown_timeout;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if tokio::time::timeout(timeout, join_all(&mut tasks))
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!("a dropped runtime's handlers did not finish in time");
+                }
+            });
+        }
     }
 }
 

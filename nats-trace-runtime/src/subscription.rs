@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use async_nats::{Client, Subscriber};
 use futures_util::StreamExt;
@@ -13,6 +14,10 @@ use crate::error::Error;
 use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
+
+/// How long a draining subscription may stay silent before shutdown stops
+/// waiting for its end.
+const DRAIN_IDLE: Duration = Duration::from_secs(2);
 
 /// Subscribes `handler`, with its queue group when it has one.
 pub(crate) async fn subscribe(
@@ -73,7 +78,18 @@ pub(crate) async fn serve(
     let mut draining = false;
     loop {
         let next = if draining {
-            subscriber.next().await
+            // Buffered messages come at once; the end of the stream needs the
+            // server, so give up when nothing has come for a while.
+            match tokio::time::timeout(DRAIN_IDLE, subscriber.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    tracing::warn!(
+                        handler = handler.name(),
+                        "the subscription did not finish draining"
+                    );
+                    break;
+                }
+            }
         } else {
             let stopping = async {
                 let _ = stop.wait_for(|stopped| *stopped).await;
@@ -90,6 +106,12 @@ pub(crate) async fn serve(
                 }
             }
         };
+        if next.is_none() && !draining {
+            tracing::error!(
+                handler = handler.name(),
+                "the subscription closed unexpectedly; this handler receives no more messages"
+            );
+        }
         let Some(message) = next else { break };
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;

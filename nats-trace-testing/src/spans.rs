@@ -29,6 +29,25 @@ impl SpanCapture {
         SpanCapture { provider, exporter }
     }
 
+    /// Like [`new`](Self::new), but behind a batch processor that exports
+    /// only when flushed (or after an hour): spans become visible only once
+    /// someone flushes the provider.
+    pub fn batched() -> Self {
+        use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor};
+        let exporter = InMemorySpanExporter::default();
+        let processor = BatchSpanProcessor::builder(exporter.clone())
+            .with_batch_config(
+                BatchConfigBuilder::default()
+                    .with_scheduled_delay(Duration::from_secs(3600))
+                    .build(),
+            )
+            .build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            .build();
+        SpanCapture { provider, exporter }
+    }
+
     /// The provider to hand to the runtime builder or to a test tracer.
     pub fn provider(&self) -> SdkTracerProvider {
         self.provider.clone()

@@ -274,9 +274,9 @@ async fn malformed_json_fails_the_message_and_the_next_one_is_handled() {
         .get("Nats-Service-Error")
         .map(|v| v.as_str().to_string())
         .unwrap_or_default();
-    assert!(
-        message.contains("invalid type"),
-        "serde's message reaches the requester: {message}"
+    assert_eq!(
+        message, "the payload does not match the handler's payload type (line 1, column 21)",
+        "says where, never quotes the payload"
     );
 
     let good = client
@@ -519,4 +519,86 @@ async fn spans_the_handler_starts_are_children_of_the_process_span() {
         process[0].span_context.trace_id()
     );
     assert_eq!(user[0].parent_span_id, process[0].span_context.span_id());
+}
+
+mod audited {
+    use super::*;
+
+    pub static SEEN: Mutex<u32> = Mutex::new(0);
+
+    #[nats_subscriber(subject = "audited.events")]
+    async fn audit(_body: Bytes) {
+        *SEEN.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+    }
+}
+
+#[tokio::test]
+async fn a_unit_handler_on_a_stream_subject_never_answers_jetstream_publish_acks() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let running = support::builder(&server, &capture, "integration::core_subscriber::audited::")
+        .stream(nats_trace_runtime::jetstream::StreamSpec {
+            name: "AUDITED",
+            subjects: &["audited.>"],
+            ..nats_trace_runtime::jetstream::StreamSpec::DEFAULT
+        })
+        .start()
+        .await
+        .expect("runtime starts");
+    let client = support::connect(&server).await;
+    let jetstream = async_nats::jetstream::new(client);
+    for id in 0..200u32 {
+        let ack = jetstream
+            .publish("audited.events", json(&Order { id }))
+            .await
+            .expect("sent")
+            .await
+            .expect("the stream's ack, not the handler's reply");
+        assert_eq!(
+            (ack.stream.as_str(), ack.sequence),
+            ("AUDITED", u64::from(id) + 1)
+        );
+    }
+    capture.wait_for_named("process audited.events", 200).await;
+    running.stop().await.expect("clean stop");
+    assert_eq!(
+        *audited::SEEN.lock().unwrap_or_else(|e| e.into_inner()),
+        200
+    );
+}
+
+mod addressed {
+    use super::*;
+
+    #[nats_subscriber(subject = "addressed.here")]
+    async fn here(_body: Bytes) {}
+}
+
+#[tokio::test]
+async fn server_address_is_the_host_of_the_url() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let url = format!("nats://localhost:{}", server.port());
+    let running = support::builder(
+        &server,
+        &capture,
+        "integration::core_subscriber::addressed::",
+    )
+    .url(url)
+    .start()
+    .await
+    .expect("runtime starts");
+    let client = support::connect(&server).await;
+    client
+        .publish("addressed.here", Bytes::new())
+        .await
+        .expect("publish");
+    let spans = capture.wait_for_named("process addressed.here", 1).await;
+    running.stop().await.expect("clean stop");
+    let process = named(&spans, "process addressed.here")[0];
+    assert_eq!(
+        string_attribute(process, semconv::SERVER_ADDRESS).as_deref(),
+        Some("localhost"),
+        "the server itself reports 127.0.0.1; the URL names localhost"
+    );
 }

@@ -31,7 +31,8 @@ mod slow {
 #[tokio::test]
 async fn shutdown_waits_for_in_flight_handlers_and_exports_their_spans() {
     let server = support::server();
-    let capture = SpanCapture::new();
+    // Batched: the spans are only visible if shutdown flushes the provider.
+    let capture = SpanCapture::batched();
     let client = support::connect(&server).await;
 
     // Ask to stop while the handler is mid-sleep.
@@ -252,4 +253,61 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("a free port")
+}
+
+mod idle {
+    use super::*;
+
+    #[nats_subscriber(subject = "idle.work")]
+    async fn work(_body: bytes::Bytes) {}
+}
+
+#[tokio::test]
+async fn stop_returns_when_the_server_is_gone() {
+    let mut server = support::server();
+    let capture = SpanCapture::new();
+    let running = support::builder(&server, &capture, "integration::runtime_lifecycle::idle::")
+        .shutdown_timeout(Duration::from_secs(3))
+        .start()
+        .await
+        .expect("runtime starts");
+    server.kill();
+    let stopped = tokio::time::timeout(Duration::from_secs(20), running.stop()).await;
+    let result = stopped.expect("stop returns although the connection is down");
+    assert!(result.is_ok(), "nothing was in flight: {result:?}");
+}
+
+mod answering {
+    use super::*;
+
+    pub static STARTED: Notify = Notify::const_new();
+
+    #[nats_subscriber(subject = "answering.slow")]
+    async fn slow(body: String) -> String {
+        STARTED.notify_one();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        body.to_uppercase()
+    }
+}
+
+#[tokio::test]
+async fn a_request_in_flight_at_shutdown_still_gets_its_reply() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let running = support::start(
+        &server,
+        &capture,
+        "integration::runtime_lifecycle::answering::",
+    )
+    .await;
+    let client = support::connect(&server).await;
+
+    let request = tokio::spawn(async move { client.request("answering.slow", "hi".into()).await });
+    answering::STARTED.notified().await;
+    running.stop().await.expect("clean stop");
+    let reply = request
+        .await
+        .expect("request task")
+        .expect("a reply, not a timeout");
+    assert_eq!(reply.payload, bytes::Bytes::from_static(b"HI"));
 }

@@ -13,7 +13,8 @@ use crate::semconv;
 /// What happened to each message of a batch.
 #[derive(Debug, Default)]
 pub struct BatchReport {
-    /// Messages handed to the server.
+    /// Messages sent: handed to the client, or, with a retry policy,
+    /// confirmed by the server.
     pub sent: usize,
     /// Messages that failed, with their position in the batch.
     pub failed: Vec<BatchFailure>,
@@ -90,14 +91,16 @@ impl Publisher {
             .start_with_context(tracer, &parent);
         let cx = parent.with_span(span);
 
+        let mut attempts = 0;
         for message in created {
             let sent = match self.inner.retry {
                 None => {
+                    attempts += 1;
                     self.attempt_core(subject, message.headers, message.body, None)
                         .await
                 }
                 Some(policy) => {
-                    retry(&cx, subject, policy, || {
+                    let (sent, tries) = retry(&cx, subject, policy, || {
                         self.attempt_core(
                             subject,
                             message.headers.clone(),
@@ -105,7 +108,9 @@ impl Publisher {
                             Some(policy.attempt_timeout),
                         )
                     })
-                    .await
+                    .await;
+                    attempts += tries;
+                    sent
                 }
             };
             match sent {
@@ -115,6 +120,12 @@ impl Publisher {
                     error,
                 }),
             }
+        }
+        if self.inner.retry.is_some() {
+            cx.span().set_attribute(KeyValue::new(
+                semconv::PUBLISH_ATTEMPTS,
+                i64::from(attempts),
+            ));
         }
         report.failed.sort_by_key(|failure| failure.index);
 

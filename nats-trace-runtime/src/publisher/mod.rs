@@ -94,6 +94,25 @@ pub enum PublishError {
 }
 
 impl PublishError {
+    /// Whether another attempt may succeed: the connection was down or slow.
+    /// Encoding failures, a closed client and JetStream refusals (no stream
+    /// for the subject, wrong expected sequence, message too large) are final.
+    pub fn is_retryable(&self) -> bool {
+        use async_nats::jetstream::context::PublishErrorKind;
+        match self {
+            PublishError::Disconnected { .. }
+            | PublishError::Timeout { .. }
+            | PublishError::Unconfirmed { .. } => true,
+            PublishError::JetStream { source, .. } => matches!(
+                source.kind(),
+                PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::Other
+            ),
+            PublishError::NotConnected
+            | PublishError::Encode { .. }
+            | PublishError::Publish { .. } => false,
+        }
+    }
+
     /// The low-cardinality `error.type` recorded on the span.
     pub fn error_type(&self) -> &'static str {
         match self {
@@ -159,8 +178,12 @@ impl Publisher {
     }
 
     pub(crate) fn with_telemetry(client: Client, telemetry: Telemetry) -> Self {
-        let info = client.server_info();
-        let telemetry = telemetry.with_server(&info.host, info.port);
+        let (address, port) = crate::connection::server_address(None, &client.server_info());
+        Self::from_parts(client, telemetry.with_server(address.as_deref(), port))
+    }
+
+    /// A publisher on `client` with `telemetry` as it is.
+    pub(crate) fn from_parts(client: Client, telemetry: Telemetry) -> Self {
         Publisher {
             inner: Arc::new(Inner {
                 jetstream: async_nats::jetstream::new(client.clone()),
@@ -172,7 +195,8 @@ impl Publisher {
     }
 
     /// The publisher of the running runtime: inside a handler its own
-    /// runtime's, elsewhere the most recently started one's.
+    /// runtime's (not in tasks the handler spawns, which see the default),
+    /// elsewhere the most recently started one's.
     pub fn current() -> Result<Publisher, PublishError> {
         current::current()
     }
@@ -258,12 +282,18 @@ impl Publisher {
     }
 
     /// [`publish_jetstream`](Self::publish_jetstream) with a raw body.
+    ///
+    /// With a retry policy and no `Nats-Msg-Id` header, a fresh id is set, the
+    /// same for every attempt, so the stream stores a retried message once.
     pub async fn publish_jetstream_bytes(
         &self,
         subject: &str,
-        headers: HeaderMap,
+        mut headers: HeaderMap,
         body: Bytes,
     ) -> Result<PublishAck, PublishError> {
+        if self.inner.retry.is_some() && headers.get(NATS_MESSAGE_ID).is_none() {
+            headers.insert(NATS_MESSAGE_ID, nuid::next().to_string());
+        }
         self.send(subject, headers, body, |headers, body, confirm| {
             self.attempt_jetstream(subject, headers, body, confirm)
         })
@@ -296,10 +326,15 @@ impl Publisher {
         let result = match self.inner.retry {
             None => attempt(headers, body, None).await,
             Some(policy) => {
-                retry(&cx, subject, policy, || {
+                let (result, attempts) = retry(&cx, subject, policy, || {
                     attempt(headers.clone(), body.clone(), Some(policy.attempt_timeout))
                 })
-                .await
+                .await;
+                cx.span().set_attribute(KeyValue::new(
+                    semconv::PUBLISH_ATTEMPTS,
+                    i64::from(attempts),
+                ));
+                result
             }
         };
         match &result {
@@ -474,14 +509,15 @@ impl Acknowledged for PublishAck {
     }
 }
 
-/// Runs `attempt` until it succeeds or `policy` gives up, recording every
-/// failed attempt as a span event and the count as an attribute.
+/// Runs `attempt` until it succeeds, fails for good, or `policy` gives up,
+/// recording every failed attempt as a span event. Returns the last result
+/// and the number of attempts.
 async fn retry<R, Fut>(
     cx: &Context,
     subject: &str,
     policy: RetryPolicy,
     attempt: impl Fn() -> Fut,
-) -> Result<R, PublishError>
+) -> (Result<R, PublishError>, u32)
 where
     Fut: Future<Output = Result<R, PublishError>>,
 {
@@ -490,7 +526,7 @@ where
     loop {
         let result = attempt().await;
         match result {
-            Err(error) if number < policy.max_attempts => {
+            Err(error) if number < policy.max_attempts && error.is_retryable() => {
                 let delay = policy.backoff.delay(number);
                 span.add_event(
                     "publish attempt failed",
@@ -503,10 +539,7 @@ where
                 tokio::time::sleep(delay).await;
                 number += 1;
             }
-            result => {
-                span.set_attribute(KeyValue::new(semconv::PUBLISH_ATTEMPTS, i64::from(number)));
-                return result;
-            }
+            result => return (result, number),
         }
     }
 }

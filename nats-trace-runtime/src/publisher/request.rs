@@ -19,9 +19,6 @@ use crate::semconv;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RequestError {
-    /// No runtime is running to send the request with.
-    #[error("not connected: no nats-trace runtime is running")]
-    NotConnected,
     /// The request could not be encoded.
     #[error("could not encode the request to {subject}: {message}")]
     Encode {
@@ -78,7 +75,6 @@ impl RequestError {
     /// `no_responders`, the service error code, or the failing stage.
     pub fn error_type(&self) -> String {
         match self {
-            RequestError::NotConnected => "not_connected".into(),
             RequestError::Encode { .. } => "encode".into(),
             RequestError::Timeout { .. } => semconv::error_type::TIMEOUT.into(),
             RequestError::NoResponders { .. } => semconv::error_type::NO_RESPONDERS.into(),

@@ -47,9 +47,9 @@ impl Telemetry {
     }
 
     /// Records `server.address` / `server.port` on every span from now on.
-    pub(crate) fn with_server(mut self, address: &str, port: u16) -> Self {
+    pub(crate) fn with_server(mut self, address: Option<&str>, port: u16) -> Self {
         let mut server = Vec::with_capacity(2);
-        if !address.is_empty() {
+        if let Some(address) = address.filter(|a| !a.is_empty()) {
             server.push(KeyValue::new(
                 semconv::SERVER_ADDRESS,
                 StringValue::from(address.to_string()),
