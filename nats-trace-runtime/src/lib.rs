@@ -157,7 +157,12 @@ pub use shutdown::StopHandle;
 /// (e.g. `anyhow::Error` or a `thiserror` type). When the message is a
 /// request, `T` is the reply; an `Err`, a panic or an undecodable payload
 /// replies with the `Nats-Service-Error` and `Nats-Service-Error-Code`
-/// headers (400 for a bad payload, 500 otherwise).
+/// headers (400 for a bad payload, 500 otherwise), and never quotes the
+/// payload. Handlers whose `T` is `()` never reply: they may share a subject
+/// with a JetStream stream without answering its publish acknowledgements.
+///
+/// Handlers are free functions: the registration cannot live in an `impl`
+/// block, so an associated function fails to compile.
 ///
 /// # Tracing
 ///
