@@ -2,8 +2,13 @@
 
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use crate::backoff::Backoff;
+use crate::credentials::Credentials;
 use crate::error::Error;
+use crate::telemetry::metrics::Metrics;
 use async_nats::{Client, ConnectErrorKind, ConnectOptions};
 
 /// The URL used when neither the builder nor `NATS_URL` gives one.
@@ -37,13 +42,111 @@ impl Default for ConnectRetry {
     }
 }
 
-/// Connects to `url`, retrying as `retry` says.
-pub(crate) async fn connect(url: &str, retry: &ConnectRetry) -> Result<Client, Error> {
+/// Connection events, counted since the runtime started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionStats {
+    /// Times the connection was lost.
+    pub disconnects: u64,
+    /// Times it came back after being lost.
+    pub reconnects: u64,
+    /// Times the client dropped messages because a subscription fell behind.
+    pub slow_consumers: u64,
+    /// Times the server announced it is shutting down (lame duck mode).
+    pub lame_duck: u64,
+    /// Errors the server reported.
+    pub server_errors: u64,
+}
+
+/// Counts and logs connection events, and records them as metrics once the
+/// runtime's instruments exist.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectionEvents {
+    disconnects: AtomicU64,
+    reconnects: AtomicU64,
+    slow_consumers: AtomicU64,
+    lame_duck: AtomicU64,
+    server_errors: AtomicU64,
+    connected_once: AtomicBool,
+    metrics: OnceLock<Metrics>,
+}
+
+impl ConnectionEvents {
+    pub(crate) fn stats(&self) -> ConnectionStats {
+        ConnectionStats {
+            disconnects: self.disconnects.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+            slow_consumers: self.slow_consumers.load(Ordering::Relaxed),
+            lame_duck: self.lame_duck.load(Ordering::Relaxed),
+            server_errors: self.server_errors.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn set_metrics(&self, metrics: Metrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    fn record(&self, event: async_nats::Event) {
+        use async_nats::Event;
+        let (counter, name) = match &event {
+            Event::Connected => {
+                if !self.connected_once.swap(true, Ordering::Relaxed) {
+                    return;
+                }
+                tracing::info!("reconnected to NATS");
+                (&self.reconnects, "reconnected")
+            }
+            Event::Disconnected => {
+                tracing::warn!("disconnected from NATS; reconnecting");
+                (&self.disconnects, "disconnected")
+            }
+            Event::SlowConsumer(sid) => {
+                tracing::warn!(
+                    subscription = sid,
+                    "slow consumer: the client dropped messages for a subscription that fell behind"
+                );
+                (&self.slow_consumers, "slow_consumer")
+            }
+            Event::LameDuckMode => {
+                tracing::warn!("the NATS server is shutting down (lame duck mode)");
+                (&self.lame_duck, "lame_duck")
+            }
+            Event::ServerError(error) => {
+                tracing::warn!(%error, "NATS server error");
+                (&self.server_errors, "server_error")
+            }
+            other => {
+                tracing::debug!(event = %other, "NATS connection event");
+                return;
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if let Some(metrics) = self.metrics.get() {
+            metrics.connection_event(name);
+        }
+    }
+}
+
+/// Connects to `url`, retrying as `retry` says, with `credentials`, and
+/// reporting connection events to `events`.
+pub(crate) async fn connect(
+    url: &str,
+    retry: &ConnectRetry,
+    credentials: &Credentials,
+    events: &Arc<ConnectionEvents>,
+) -> Result<Client, Error> {
     let shown = redact(url);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
-        let options = ConnectOptions::new().name("nats-trace");
+        let sink = events.clone();
+        let options = ConnectOptions::new()
+            .name("nats-trace")
+            .event_callback(move |event| {
+                let sink = sink.clone();
+                async move { sink.record(event) }
+            });
+        let options = credentials.apply(options).await?;
         match options.connect(url).await {
             Ok(client) => {
                 tracing::info!(url = %shown, "connected to NATS");

@@ -32,6 +32,7 @@ mod backoff;
 mod codec;
 mod connection;
 mod context;
+mod credentials;
 mod error;
 pub mod jetstream;
 mod outcome;
@@ -51,14 +52,16 @@ pub use backoff::Backoff;
 /// Byte buffers of message bodies, re-exported for raw `Bytes` payloads.
 pub use bytes;
 pub use codec::RawBody;
-pub use connection::{ConnectRetry, DEFAULT_URL};
+pub use connection::{ConnectRetry, ConnectionStats, DEFAULT_URL};
 pub use context::MessageContext;
+pub use credentials::Credentials;
 pub use error::Error;
 pub use outcome::{Failure, FailureKind, Reply};
 pub use publisher::{
     BatchFailure, BatchReport, FromPublishError, PublishError, Publisher, RequestError, RetryPolicy,
 };
 pub use registry::{DEFAULT_CONCURRENCY, Handler, Source, registered_handlers};
+pub use runtime::ShutdownReport;
 pub use shutdown::StopHandle;
 
 /// Registers an `async fn` as a traced NATS message handler.

@@ -8,6 +8,7 @@
 //! the payload, calls the user's function and encodes its output.
 
 use std::panic::AssertUnwindSafe;
+use std::time::Instant;
 
 use async_nats::header::{HeaderValue, NATS_MESSAGE_ID};
 use async_nats::{Client, HeaderMap, Message, Subject};
@@ -32,7 +33,10 @@ pub(crate) async fn process(
     message: Message,
     jetstream: Option<JetStreamDelivery>,
     publisher: &Publisher,
+    metric_attributes: &[KeyValue],
 ) -> Result<Reply, Failure> {
+    let started = Instant::now();
+    let body_size = message.payload.len();
     let telemetry = publisher.telemetry();
     let parent = telemetry.propagation.extract(message.headers.as_ref());
     let info = jetstream.as_ref().map(|js| js.info);
@@ -64,6 +68,12 @@ pub(crate) async fn process(
         settle::settle(handler, js, &cx, &result, publisher).await;
     }
     end_span(handler, &cx, &result);
+    telemetry.metrics().processed(
+        metric_attributes,
+        started.elapsed(),
+        body_size,
+        result.as_ref().err().map(Failure::error_type),
+    );
     result
 }
 

@@ -13,10 +13,12 @@ use std::time::Duration;
 
 use async_nats::Client;
 use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tokio::task::JoinSet;
 
-use crate::connection::{self, ConnectRetry};
+use crate::connection::{self, ConnectRetry, ConnectionEvents, ConnectionStats};
+use crate::credentials::Credentials;
 use crate::error::Error;
 use crate::jetstream::{self, StreamSpec};
 use crate::propagation::{self, Propagation};
@@ -24,7 +26,10 @@ use crate::publisher::{Publisher, current};
 use crate::registry::{self, Handler};
 use crate::shutdown::{self, StopHandle};
 use crate::subscription::{self, InFlight};
-use crate::telemetry::Telemetry;
+use crate::telemetry::accounting::SpanReport;
+use crate::telemetry::config::OtelEnv;
+use crate::telemetry::install::Installed;
+use crate::telemetry::{self, Telemetry};
 
 static NEXT_RUNTIME_ID: AtomicU64 = AtomicU64::new(1);
 
@@ -82,7 +87,10 @@ pub struct Builder {
     shutdown_signal: Option<ShutdownSignal>,
     shutdown_timeout: Duration,
     filter: Option<Filter>,
+    credentials: Option<Credentials>,
     tracer_provider: Option<SdkTracerProvider>,
+    meter_provider: Option<SdkMeterProvider>,
+    telemetry_from_env: bool,
     propagation: Propagation,
     logging: bool,
     streams: Vec<StreamSpec>,
@@ -97,7 +105,10 @@ impl Default for Builder {
             shutdown_signal: None,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             filter: None,
+            credentials: None,
             tracer_provider: None,
+            meter_provider: None,
+            telemetry_from_env: true,
             propagation: Propagation::Global,
             logging: true,
             streams: Vec::new(),
@@ -136,6 +147,14 @@ impl Builder {
         self
     }
 
+    /// Authenticates with `credentials` instead of those in the `NATS_*`
+    /// environment variables ([`Credentials::from_env`]). Not used with
+    /// [`client`](Self::client), which is already connected.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
     /// How the initial connect is retried.
     pub fn connect_retry(mut self, retry: ConnectRetry) -> Self {
         self.connect_retry = retry;
@@ -166,6 +185,27 @@ impl Builder {
     /// flushes it at shutdown. The provider is used as given.
     pub fn tracer_provider(mut self, provider: SdkTracerProvider) -> Self {
         self.tracer_provider = Some(provider);
+        self
+    }
+
+    /// Records metrics with `provider` instead of the global meter provider.
+    /// The provider is used as given.
+    pub fn meter_provider(mut self, provider: SdkMeterProvider) -> Self {
+        self.meter_provider = Some(provider);
+        self
+    }
+
+    /// Whether the runtime sets up OpenTelemetry from the `OTEL_*`
+    /// environment variables (on by default). It never does when a tracer
+    /// provider was given to the builder, or when the application installed
+    /// a global tracer provider before starting the runtime: then the
+    /// application's providers and propagator are used as they are.
+    ///
+    /// Set up from the environment, the runtime installs its providers and
+    /// propagator as the globals and shuts them down when it stops, flushing
+    /// what is left and reporting spans that were dropped.
+    pub fn telemetry_from_env(mut self, enabled: bool) -> Self {
+        self.telemetry_from_env = enabled;
         self
     }
 
@@ -217,7 +257,7 @@ impl Builder {
                 _ = stopped.wait_for(|s| *s) => {}
             },
         }
-        running.stop().await
+        running.stop().await.map(|_| ())
     }
 
     /// Connects and subscribes every selected handler, then returns while
@@ -225,7 +265,7 @@ impl Builder {
     /// registered every subscription.
     pub async fn start(self) -> Result<Running, Error> {
         if self.logging {
-            install_default_logging();
+            telemetry::logging::install_default();
         }
         let mut handlers = registry::registered_handlers();
         if let Some(keep) = &self.filter {
@@ -236,25 +276,42 @@ impl Builder {
             return Err(Error::NoHandlers);
         }
 
+        let events = Arc::new(ConnectionEvents::default());
+        let credentials = self.credentials.unwrap_or_else(Credentials::from_env);
         let (client, owns_client, url) = match self.connection {
             Connection::Client(client) => (client, false, None),
             Connection::Url(url) => {
-                let client = connection::connect(&url, &self.connect_retry).await?;
+                let client =
+                    connection::connect(&url, &self.connect_retry, &credentials, &events).await?;
                 (client, true, Some(url))
             }
             Connection::FromEnv => {
                 let url = connection::url_from_env();
-                let client = connection::connect(&url, &self.connect_retry).await?;
+                let client =
+                    connection::connect(&url, &self.connect_retry, &credentials, &events).await?;
                 (client, true, Some(url))
             }
         };
 
+        let installed = if self.tracer_provider.is_none()
+            && self.telemetry_from_env
+            && !telemetry::global_tracer_installed()
+        {
+            Some(telemetry::install::from_env(&OtelEnv::from_env()))
+        } else {
+            None
+        };
         if matches!(self.propagation, Propagation::Global) {
             propagation::install_default_if_unset();
         }
         let (address, port) = connection::server_address(url.as_deref(), &client.server_info());
-        let telemetry = Telemetry::new(self.tracer_provider, self.propagation)
-            .with_server(address.as_deref(), port);
+        let telemetry = Telemetry::new(
+            self.tracer_provider,
+            self.meter_provider.as_ref(),
+            self.propagation,
+        )
+        .with_server(address.as_deref(), port);
+        events.set_metrics(telemetry.metrics().clone());
 
         let publisher = Publisher::from_parts(client.clone(), telemetry.clone());
         let (stop, _) = StopHandle::new();
@@ -308,7 +365,9 @@ impl Builder {
         let id = NEXT_RUNTIME_ID.fetch_add(1, Ordering::Relaxed);
         current::install(id, publisher.clone());
         Ok(Running {
+            events,
             id,
+            installed,
             publisher,
             client,
             owns_client,
@@ -326,7 +385,9 @@ impl Builder {
 /// [`stop`](Running::stop) for a graceful shutdown.
 #[must_use = "dropping a Running stops it; call .stop().await to wait for a graceful shutdown"]
 pub struct Running {
+    events: Arc<ConnectionEvents>,
     id: u64,
+    installed: Option<Installed>,
     publisher: Publisher,
     client: Client,
     owns_client: bool,
@@ -358,6 +419,13 @@ impl Running {
         &self.client
     }
 
+    /// Connection events since start: disconnects, reconnects, slow
+    /// consumers, lame duck notices. Counted only for connections the runtime
+    /// opened itself.
+    pub fn connection_stats(&self) -> ConnectionStats {
+        self.events.stats()
+    }
+
     /// A [`Publisher`] on this runtime's connection, traced like its handlers.
     pub fn publisher(&self) -> Publisher {
         self.publisher.clone()
@@ -377,7 +445,7 @@ impl Running {
     }
 
     /// Waits until a [`StopHandle`] asks to stop, then shuts down.
-    pub async fn stopped(self) -> Result<(), Error> {
+    pub async fn stopped(self) -> Result<ShutdownReport, Error> {
         let mut stopped = self.stop.subscribe();
         let _ = stopped.wait_for(|s| *s).await;
         self.stop().await
@@ -386,7 +454,7 @@ impl Running {
     /// Shuts down gracefully: stops taking messages, waits up to the shutdown
     /// timeout for in-flight handlers (their replies are sent), drains the
     /// connection if the runtime opened it, and flushes telemetry.
-    pub async fn stop(mut self) -> Result<(), Error> {
+    pub async fn stop(mut self) -> Result<ShutdownReport, Error> {
         self.stop.stop();
         current::uninstall(self.id);
         // One deadline for the whole shutdown, so a lost connection cannot
@@ -427,9 +495,25 @@ impl Running {
             );
         }
         self.telemetry.flush().await;
+        let mut report = ShutdownReport::default();
+        if let Some(installed) = self.installed.take() {
+            let remaining = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .max(Duration::from_secs(1));
+            report.spans = Some(installed.shutdown(remaining).await);
+        }
         tracing::info!("nats-trace stopped");
-        result
+        result.map(|()| report)
     }
+}
+
+/// What a graceful shutdown did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// What happened to the spans, when the runtime set up telemetry from
+    /// the environment: exported, failed, and dropped by the batch processor.
+    pub spans: Option<SpanReport>,
 }
 
 /// Waits for every task, logging those that panicked.
@@ -466,21 +550,4 @@ impl Drop for Running {
             });
         }
     }
-}
-
-/// Console logging for applications that installed no `tracing` subscriber:
-/// `RUST_LOG` when set, else `info` (the client library's own chatter at
-/// `warn`), with colors only on a terminal and unless `NO_COLOR` is set.
-fn install_default_logging() {
-    use std::io::IsTerminal;
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,async_nats=warn"));
-    let color = std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty());
-    // Fails only when a subscriber is already installed, which is then kept.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(color)
-        .try_init();
 }

@@ -14,6 +14,9 @@ use crate::error::Error;
 use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
+use crate::semconv;
+use crate::telemetry::metrics;
+use opentelemetry::KeyValue;
 
 /// How long a draining subscription may stay silent before shutdown stops
 /// waiting for its end.
@@ -74,6 +77,14 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(handler.concurrency()));
+    let metric_attributes: Arc<[KeyValue]> = metrics::attributes(
+        semconv::operation_name::PROCESS,
+        semconv::operation_type::PROCESS,
+        handler.subject(),
+        handler.queue(),
+        publisher.telemetry().server_attributes(),
+    )
+    .into();
     let mut runs = JoinSet::new();
     let mut draining = false;
     loop {
@@ -117,9 +128,9 @@ pub(crate) async fn serve(
             break;
         };
         let guard = in_flight.enter();
-        let publisher = publisher.clone();
+        let (publisher, attributes) = (publisher.clone(), metric_attributes.clone());
         runs.spawn(async move {
-            let _result = pipeline::process(handler, message, None, &publisher).await;
+            let _result = pipeline::process(handler, message, None, &publisher, &attributes).await;
             drop((permit, guard));
         });
         // Reap finished runs so the set stays as small as the concurrency.

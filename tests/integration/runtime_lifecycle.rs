@@ -46,6 +46,7 @@ async fn shutdown_waits_for_in_flight_handlers_and_exports_their_spans() {
                 .starts_with("integration::runtime_lifecycle::slow::")
         })
         .logging(false)
+        .telemetry_from_env(false)
         .shutdown_signal(shutdown)
         .run();
     let started = Instant::now();
@@ -95,6 +96,7 @@ async fn two_handlers_on_the_same_subject_and_queue_are_refused() {
                 .starts_with("integration::runtime_lifecycle::twins::")
         })
         .logging(false)
+        .telemetry_from_env(false)
         .start()
         .await
         .expect_err("duplicates are refused before connecting");
@@ -130,6 +132,7 @@ async fn a_filter_that_matches_nothing_is_an_error_not_a_silent_idle_service() {
         .url("nats://127.0.0.1:1")
         .handlers(|_| false)
         .logging(false)
+        .telemetry_from_env(false)
         .start()
         .await
         .expect_err("nothing to run");
@@ -200,6 +203,7 @@ async fn the_initial_connect_gives_up_after_the_configured_attempts() {
             backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(10)),
         })
         .logging(false)
+        .telemetry_from_env(false)
         .start()
         .await
         .expect_err("nothing listens there");
@@ -229,6 +233,7 @@ async fn the_initial_connect_is_retried_until_the_server_comes_up() {
                 backoff: Backoff::new(Duration::from_millis(50), Duration::from_millis(200)),
             })
             .logging(false)
+            .telemetry_from_env(false)
             .start(),
     );
     tokio::time::sleep(Duration::from_millis(400)).await;

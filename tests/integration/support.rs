@@ -44,6 +44,7 @@ pub fn builder(server: &NatsServer, capture: &SpanCapture, prefix: &'static str)
         .handlers(move |handler| handler.name().starts_with(prefix))
         .shutdown_timeout(Duration::from_secs(10))
         .declared_streams(false)
+        .telemetry_from_env(false)
         .logging(false)
 }
 

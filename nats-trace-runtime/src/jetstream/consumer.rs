@@ -27,7 +27,10 @@ use crate::error::Error;
 use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
+use crate::semconv;
 use crate::subscription::InFlight;
+use crate::telemetry::metrics;
+use opentelemetry::KeyValue;
 
 /// How long one pull waits for messages before the next is made.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
@@ -96,6 +99,14 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(handler.concurrency()));
+    let metric_attributes: Arc<[KeyValue]> = metrics::attributes(
+        semconv::operation_name::PROCESS,
+        semconv::operation_type::PROCESS,
+        handler.subject(),
+        Some(spec.consumer),
+        publisher.telemetry().server_attributes(),
+    )
+    .into();
     let mut runs = JoinSet::new();
     let retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut failures = 0u32;
@@ -161,10 +172,12 @@ pub(crate) async fn serve(
                 },
             };
             let guard = in_flight.enter();
-            let publisher = publisher.clone();
+            let (publisher, attributes) = (publisher.clone(), metric_attributes.clone());
             let message = message.message;
             runs.spawn(async move {
-                let _result = pipeline::process(handler, message, Some(delivery), &publisher).await;
+                let _result =
+                    pipeline::process(handler, message, Some(delivery), &publisher, &attributes)
+                        .await;
                 drop((permit, guard));
             });
             while runs.try_join_next().is_some() {}

@@ -19,6 +19,7 @@ use crate::outcome::{Failure, FailureKind, Reply};
 use crate::publisher::{Publisher, RetryPolicy};
 use crate::registry::Handler;
 use crate::semconv;
+use crate::telemetry::metrics;
 
 /// How long a confirmed ack may take.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -269,7 +270,22 @@ async fn traced(
         .with_attributes(attributes)
         .start_with_context(tracer, cx);
     let settle_cx = cx.with_span(span);
-    if let Err((error_type, message)) = settle.await {
+    let started = std::time::Instant::now();
+    let outcome = settle.await;
+    telemetry.metrics().operation(
+        &metrics::attributes(
+            operation,
+            semconv::operation_type::SETTLE,
+            handler.subject(),
+            Some(delivery.info.consumer),
+            telemetry.server_attributes(),
+        ),
+        started.elapsed(),
+        0,
+        None,
+        outcome.as_ref().err().map(|(error_type, _)| *error_type),
+    );
+    if let Err((error_type, message)) = outcome {
         tracing::warn!(
             handler = handler.name(),
             operation,

@@ -91,6 +91,7 @@ impl Publisher {
             .start_with_context(tracer, &parent);
         let cx = parent.with_span(span);
 
+        let started = std::time::Instant::now();
         let mut attempts = 0;
         for message in created {
             let sent = match self.inner.retry {
@@ -144,6 +145,17 @@ impl Publisher {
             )));
         }
         span.end();
+        self.record_operation(
+            semconv::operation_name::PUBLISH,
+            subject,
+            started,
+            total as u64,
+            None,
+            report
+                .failed
+                .first()
+                .map(|failure| failure.error.error_type()),
+        );
         report
     }
 

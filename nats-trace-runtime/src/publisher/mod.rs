@@ -168,13 +168,16 @@ impl Publisher {
     /// and propagator (W3C TraceContext + Baggage if none was installed).
     pub fn new(client: Client) -> Self {
         propagation::install_default_if_unset();
-        Self::with_telemetry(client, Telemetry::new(None, Propagation::Global))
+        Self::with_telemetry(client, Telemetry::new(None, None, Propagation::Global))
     }
 
     /// A publisher that traces with `provider` instead of the global one.
     pub fn with_tracer_provider(client: Client, provider: SdkTracerProvider) -> Self {
         propagation::install_default_if_unset();
-        Self::with_telemetry(client, Telemetry::new(Some(provider), Propagation::Global))
+        Self::with_telemetry(
+            client,
+            Telemetry::new(Some(provider), None, Propagation::Global),
+        )
     }
 
     pub(crate) fn with_telemetry(client: Client, telemetry: Telemetry) -> Self {
@@ -323,6 +326,8 @@ impl Publisher {
             Some(body.len()),
         );
         self.inner.telemetry.propagation.inject(&cx, &mut headers);
+        let started = std::time::Instant::now();
+        let body_size = body.len();
         let result = match self.inner.retry {
             None => attempt(headers, body, None).await,
             Some(policy) => {
@@ -342,7 +347,41 @@ impl Publisher {
             Err(error) => record_error(&cx, error),
         }
         cx.span().end();
+        self.record_operation(
+            semconv::operation_name::PUBLISH,
+            subject,
+            started,
+            1,
+            Some(body_size),
+            result.as_ref().err().map(PublishError::error_type),
+        );
         result
+    }
+
+    /// Records a client operation's duration and sent messages.
+    pub(crate) fn record_operation(
+        &self,
+        operation: &'static str,
+        subject: &str,
+        started: std::time::Instant,
+        sent: u64,
+        body_size: Option<usize>,
+        error_type: Option<&str>,
+    ) {
+        let telemetry = &self.inner.telemetry;
+        telemetry.metrics().operation(
+            &crate::telemetry::metrics::attributes(
+                operation,
+                semconv::operation_type::SEND,
+                subject,
+                None,
+                telemetry.server_attributes(),
+            ),
+            started.elapsed(),
+            sent,
+            body_size,
+            error_type,
+        );
     }
 
     /// Fails unless the client is connected, for confirmed publishes only:

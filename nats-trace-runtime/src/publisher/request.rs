@@ -139,6 +139,8 @@ impl Publisher {
             Some(body.len()),
         );
         self.inner.telemetry.propagation.inject(&cx, &mut headers);
+        let started = std::time::Instant::now();
+        let body_size = body.len();
         let request = async_nats::Request::new()
             .payload(body)
             .headers(headers)
@@ -166,6 +168,15 @@ impl Publisher {
             record_error(&cx, error);
         }
         cx.span().end();
+        let error_type = result.as_ref().err().map(RequestError::error_type);
+        self.record_operation(
+            semconv::operation_name::REQUEST,
+            subject,
+            started,
+            1,
+            Some(body_size),
+            error_type.as_deref(),
+        );
         result
     }
 }

@@ -1,13 +1,21 @@
 //! The tracer and propagator a runtime uses, resolved once at start, and
 //! the terminal trace tree for local runs.
 
+pub mod accounting;
+pub mod config;
 pub mod console_tree;
+pub(crate) mod install;
+pub mod logging;
+pub mod metrics;
 
 use std::sync::Arc;
 
 use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracerProvider};
 use opentelemetry::{InstrumentationScope, KeyValue, StringValue};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+
+use self::metrics::Metrics;
 
 use crate::propagation::Propagation;
 use crate::semconv;
@@ -28,22 +36,39 @@ pub(crate) struct Telemetry {
     provider: Option<SdkTracerProvider>,
     pub(crate) propagation: Propagation,
     server: Arc<[KeyValue]>,
+    metrics: Metrics,
 }
 
 impl Telemetry {
     /// Uses `provider` when given, else the global tracer provider, which
     /// the application may have installed (it is never replaced).
-    pub(crate) fn new(provider: Option<SdkTracerProvider>, propagation: Propagation) -> Self {
+    pub(crate) fn new(
+        provider: Option<SdkTracerProvider>,
+        meter_provider: Option<&SdkMeterProvider>,
+        propagation: Propagation,
+    ) -> Self {
         let tracer = match &provider {
             Some(provider) => BoxedTracer::new(provider.boxed_tracer(scope())),
             None => global::tracer_with_scope(scope()),
+        };
+        let meter = match meter_provider {
+            Some(provider) => {
+                use opentelemetry::metrics::MeterProvider as _;
+                provider.meter_with_scope(scope())
+            }
+            None => global::meter_with_scope(scope()),
         };
         Telemetry {
             tracer: Arc::new(tracer),
             provider,
             propagation,
             server: Arc::from(Vec::new()),
+            metrics: Metrics::new(&meter),
         }
+    }
+
+    pub(crate) fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Records `server.address` / `server.port` on every span from now on.
@@ -84,4 +109,25 @@ impl Telemetry {
             Err(error) => tracing::warn!(%error, "flushing spans failed"),
         }
     }
+}
+
+/// Whether the application installed a global tracer provider. The API's
+/// no-op tracer hands back its parent's span context; an SDK tracer makes a
+/// new span id. The parent is remote and unsampled, so the SDK's default
+/// (parent-based) samplers drop the probe instead of exporting it.
+pub(crate) fn global_tracer_installed() -> bool {
+    use opentelemetry::trace::{
+        Span as _, SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+        Tracer as _,
+    };
+    let parent = SpanContext::new(
+        TraceId::from_bytes([1; 16]),
+        SpanId::from_bytes([1; 8]),
+        TraceFlags::default(),
+        true,
+        TraceState::default(),
+    );
+    let cx = opentelemetry::Context::new().with_remote_span_context(parent.clone());
+    let probe = global::tracer("nats-trace.probe").start_with_context("nats-trace.probe", &cx);
+    probe.span_context().span_id() != parent.span_id()
 }
