@@ -6,3 +6,4 @@ mod jetstream;
 mod publishing;
 mod runtime_lifecycle;
 mod support;
+mod telemetry;

@@ -1,0 +1,306 @@
+//! The telemetry around the handlers: metrics, the `tracing` bridge, log
+//! lines with trace ids, and connection events.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use nats_trace_runtime::prelude::*;
+use nats_trace_runtime::telemetry::logging::TimeAndTraceIds;
+use nats_trace_testing::SpanCapture;
+use nats_trace_testing::spans::{describe, named};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use serde::{Deserialize, Serialize};
+use tracing_subscriber::layer::SubscriberExt as _;
+
+use crate::support;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Order {
+    id: u32,
+}
+
+fn meter() -> (SdkMeterProvider, InMemoryMetricExporter) {
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    (provider, exporter)
+}
+
+/// Every data point of metric `name` as (attributes, value summary).
+fn points(
+    metrics: &[ResourceMetrics],
+    name: &str,
+) -> Vec<(Vec<(String, String)>, f64, Option<String>)> {
+    let mut found = Vec::new();
+    for resource in metrics {
+        for scope in resource.scope_metrics() {
+            for metric in scope.metrics().filter(|m| m.name() == name) {
+                let unit = Some(metric.unit().to_string());
+                let attrs = |kvs: &mut dyn Iterator<Item = &opentelemetry::KeyValue>| {
+                    let mut v: Vec<_> = kvs
+                        .map(|kv| (kv.key.to_string(), kv.value.to_string()))
+                        .collect();
+                    v.sort();
+                    v
+                };
+                match metric.data() {
+                    AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                        for p in h.data_points() {
+                            found.push((
+                                attrs(&mut p.attributes()),
+                                p.count() as f64,
+                                unit.clone(),
+                            ));
+                        }
+                    }
+                    AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                        for p in sum.data_points() {
+                            found.push((
+                                attrs(&mut p.attributes()),
+                                p.value() as f64,
+                                unit.clone(),
+                            ));
+                        }
+                    }
+                    AggregatedMetrics::U64(MetricData::Histogram(h)) => {
+                        for p in h.data_points() {
+                            found.push((
+                                attrs(&mut p.attributes()),
+                                p.count() as f64,
+                                unit.clone(),
+                            ));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+    found
+}
+
+fn has(attrs: &[(String, String)], key: &str, value: &str) -> bool {
+    attrs.iter().any(|(k, v)| k == key && v == value)
+}
+
+mod measured {
+    use super::*;
+
+    #[nats_subscriber(subject = "measured.*", queue = "meters")]
+    async fn take(order: Order) -> Result<u32, std::io::Error> {
+        if order.id == 0 {
+            return Err(std::io::Error::other("zero"));
+        }
+        Ok(order.id)
+    }
+}
+
+#[tokio::test]
+async fn handlers_and_publishers_record_the_semconv_metrics() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let (meters, exporter) = meter();
+    let running = support::builder(&server, &capture, "integration::telemetry::measured::")
+        .meter_provider(meters.clone())
+        .start()
+        .await
+        .expect("runtime starts");
+    let publisher = running.publisher();
+    for id in [1, 2, 0] {
+        let _ = publisher
+            .request::<_, u32>(
+                &format!("measured.{id}"),
+                &Order { id },
+                Duration::from_secs(5),
+            )
+            .await;
+    }
+    running.stop().await.expect("clean stop");
+    meters.force_flush().expect("flush metrics");
+    let metrics = exporter.get_finished_metrics().expect("metrics");
+
+    let process = points(&metrics, "messaging.process.duration");
+    let total: f64 = process.iter().map(|(_, n, _)| n).sum();
+    assert_eq!(total, 3.0, "{process:?}");
+    assert!(process.iter().all(|(a, _, unit)| {
+        unit.as_deref() == Some("s")
+            && has(a, "messaging.destination.template", "measured.*")
+            && has(a, "messaging.consumer.group.name", "meters")
+            && has(a, "messaging.system", "nats")
+            && !a
+                .iter()
+                .any(|(k, _)| k == "messaging.destination.name" || k == "messaging.message.id")
+    }));
+    assert!(
+        process
+            .iter()
+            .any(|(a, n, _)| *n == 1.0 && has(a, "error.type", "std::io::error::Error")),
+        "the failure is counted with its error.type: {process:?}"
+    );
+    let consumed = points(&metrics, "messaging.client.consumed.messages");
+    assert_eq!(consumed.iter().map(|(_, n, _)| n).sum::<f64>(), 3.0);
+    assert_eq!(consumed[0].2.as_deref(), Some("{message}"));
+
+    let operations = points(&metrics, "messaging.client.operation.duration");
+    let requests: f64 = operations
+        .iter()
+        .filter(|(a, _, _)| has(a, "messaging.operation.name", "request"))
+        .map(|(_, n, _)| n)
+        .sum();
+    assert_eq!(requests, 3.0, "{operations:?}");
+    let sent = points(&metrics, "messaging.client.sent.messages");
+    assert_eq!(sent.iter().map(|(_, n, _)| n).sum::<f64>(), 3.0);
+    let sizes = points(&metrics, "nats_trace.message.body.size");
+    assert!(
+        sizes
+            .iter()
+            .all(|(_, _, unit)| unit.as_deref() == Some("By"))
+    );
+    assert!(!sizes.is_empty());
+}
+
+mod bridged {
+    use super::*;
+
+    #[tracing::instrument(name = "charge card")]
+    async fn charge(id: u32) {
+        tokio::task::yield_now().await;
+        tracing::info!(id, "charging");
+    }
+
+    #[nats_subscriber(subject = "bridged.orders")]
+    async fn take(order: Order) {
+        charge(order.id).await;
+    }
+}
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn tracing_spans_and_logs_inside_a_handler_join_its_trace() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let logs = Buffer::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(capture.provider().tracer("tracing")))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_timer(TimeAndTraceIds)
+                .with_writer(move || writer.clone()),
+        );
+    // This test's thread only: the runtime below runs on it (current-thread).
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let running = support::start(&server, &capture, "integration::telemetry::bridged::").await;
+    running
+        .publisher()
+        .publish("bridged.orders", &Order { id: 42 })
+        .await
+        .expect("publish");
+    let spans = capture.wait_for_named("charge card", 1).await;
+    running.stop().await.expect("clean stop");
+
+    let process = named(&spans, "process bridged.orders");
+    let charge = named(&spans, "charge card");
+    assert_eq!(
+        (process.len(), charge.len()),
+        (1, 1),
+        "{}",
+        describe(&spans)
+    );
+    assert_eq!(
+        charge[0].span_context.trace_id(),
+        process[0].span_context.trace_id()
+    );
+    assert_eq!(charge[0].parent_span_id, process[0].span_context.span_id());
+
+    let logs = String::from_utf8(logs.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
+        .expect("utf-8 logs");
+    let line = logs
+        .lines()
+        .find(|line| line.contains("charging"))
+        .unwrap_or_else(|| panic!("no log line from the handler in:\n{logs}"));
+    let trace_id = process[0].span_context.trace_id().to_string();
+    assert!(line.contains(&format!("trace_id={trace_id}")), "{line}");
+}
+
+mod resilient {
+    use super::*;
+
+    #[nats_subscriber(subject = "resilient.echo")]
+    async fn echo(body: String) -> String {
+        body
+    }
+}
+
+#[tokio::test]
+async fn after_a_server_restart_the_runtime_reconnects_counts_it_and_keeps_serving() {
+    let mut server = support::server();
+    let capture = SpanCapture::new();
+    let (meters, exporter) = meter();
+    let running = support::builder(&server, &capture, "integration::telemetry::resilient::")
+        .meter_provider(meters.clone())
+        .start()
+        .await
+        .expect("runtime starts");
+
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.start_again().expect("restart on the same port");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while running.connection_stats().reconnects == 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stats = running.connection_stats();
+    assert!(stats.disconnects >= 1 && stats.reconnects >= 1, "{stats:?}");
+
+    let client = support::connect(&server).await;
+    let mut reply = None;
+    for _ in 0..50 {
+        // The resubscription may trail the reconnect by a moment.
+        if let Ok(message) = client.request("resilient.echo", "still here".into()).await {
+            reply = Some(message);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let reply = reply.expect("the handler answers after the restart");
+    assert_eq!(reply.payload, bytes::Bytes::from_static(b"still here"));
+    running.stop().await.expect("clean stop");
+
+    meters.force_flush().expect("flush metrics");
+    let metrics = exporter.get_finished_metrics().expect("metrics");
+    let events = points(&metrics, "nats_trace.connection.events");
+    assert!(
+        events
+            .iter()
+            .any(|(a, n, _)| has(a, "nats_trace.connection.event", "disconnected") && *n >= 1.0),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(a, _, _)| has(a, "nats_trace.connection.event", "reconnected"))
+    );
+}
