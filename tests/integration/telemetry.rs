@@ -30,11 +30,11 @@ fn meter() -> (SdkMeterProvider, InMemoryMetricExporter) {
     (provider, exporter)
 }
 
-/// Every data point of metric `name` as (attributes, value summary).
-fn points(
-    metrics: &[ResourceMetrics],
-    name: &str,
-) -> Vec<(Vec<(String, String)>, f64, Option<String>)> {
+/// One data point: sorted attributes, its count or sum, and the unit.
+type Point = (Vec<(String, String)>, f64, Option<String>);
+
+/// Every data point of metric `name`.
+fn points(metrics: &[ResourceMetrics], name: &str) -> Vec<Point> {
     let mut found = Vec::new();
     for resource in metrics {
         for scope in resource.scope_metrics() {
