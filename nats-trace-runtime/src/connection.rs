@@ -147,7 +147,12 @@ pub(crate) async fn connect(
                 async move { sink.record(event) }
             });
         let options = credentials.apply(options).await?;
-        match options.connect(url).await {
+        // `nats://token@host` is the NATS convention for a token in the URL.
+        let (options, target) = match url_token(url) {
+            Some((token, bare)) if credentials.token.is_none() => (options.token(token), bare),
+            _ => (options, url.to_string()),
+        };
+        match options.connect(target.as_str()).await {
             Ok(client) => {
                 tracing::info!(url = %shown, "connected to NATS");
                 return Ok(client);
@@ -219,6 +224,25 @@ fn host_and_port(url: &str) -> Option<(String, Option<u16>)> {
     }
 }
 
+/// A token in a single-server URL (`nats://token@host:4222`: user info
+/// without a `:`), and the URL without it.
+fn url_token(url: &str) -> Option<(String, String)> {
+    if url.contains(',') {
+        return None;
+    }
+    let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
+    let (userinfo, host) = rest.split_once('@')?;
+    if userinfo.is_empty() || userinfo.contains(':') {
+        return None;
+    }
+    let bare = if scheme.is_empty() {
+        host.to_string()
+    } else {
+        format!("{scheme}://{host}")
+    };
+    Some((userinfo.to_string(), bare))
+}
+
 /// `url` with any user, password or token replaced by `***`, for logs.
 pub fn redact(url: &str) -> String {
     url.split(',')
@@ -275,6 +299,17 @@ mod tests {
             "nats://***@h:1,nats://h2:2"
         );
         assert_eq!(redact("localhost:4222"), "localhost:4222");
+    }
+
+    #[test]
+    fn a_token_in_the_url_is_taken_out() {
+        assert_eq!(
+            url_token("nats://s3cret@host:4222"),
+            Some(("s3cret".into(), "nats://host:4222".into()))
+        );
+        assert_eq!(url_token("nats://user:pass@host:4222"), None);
+        assert_eq!(url_token("nats://host:4222"), None);
+        assert_eq!(url_token("nats://a@h:1,nats://h2:2"), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! SDK's in-memory exporter received.
 
 mod core_subscriber;
+mod credentials;
 mod jetstream;
 mod publishing;
 mod runtime_lifecycle;

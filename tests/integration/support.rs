@@ -61,3 +61,39 @@ pub fn traced_headers(capture: &SpanCapture, name: &'static str) -> (Context, He
     TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(&mut headers));
     (cx, headers)
 }
+
+/// An in-memory log sink for `tracing` subscribers.
+#[derive(Clone, Default)]
+pub struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Buffer {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Every attribute value of every span, for checks that a secret never
+/// reached telemetry.
+pub fn all_attribute_values(spans: &[opentelemetry_sdk::trace::SpanData]) -> String {
+    spans
+        .iter()
+        .flat_map(|span| span.attributes.iter().map(|kv| kv.value.to_string()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,8 +1,6 @@
 //! The telemetry around the handlers: metrics, the `tracing` bridge, log
 //! lines with trace ids, and connection events.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nats_trace_runtime::prelude::*;
@@ -15,7 +13,7 @@ use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMete
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::support;
+use crate::support::{self, Buffer};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Order {
@@ -178,23 +176,6 @@ mod bridged {
     }
 }
 
-#[derive(Clone, Default)]
-struct Buffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Buffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn tracing_spans_and_logs_inside_a_handler_join_its_trace() {
     let server = support::server();
@@ -235,8 +216,7 @@ async fn tracing_spans_and_logs_inside_a_handler_join_its_trace() {
     );
     assert_eq!(charge[0].parent_span_id, process[0].span_context.span_id());
 
-    let logs = String::from_utf8(logs.0.lock().unwrap_or_else(|e| e.into_inner()).clone())
-        .expect("utf-8 logs");
+    let logs = logs.text();
     let line = logs
         .lines()
         .find(|line| line.contains("charging"))
