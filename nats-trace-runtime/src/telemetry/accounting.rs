@@ -131,9 +131,7 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 mod tests {
     use super::*;
     use opentelemetry::trace::{Tracer, TracerProvider};
-    use opentelemetry_sdk::trace::{
-        BatchConfigBuilder, BatchSpanProcessor, InMemorySpanExporter, SdkTracerProvider,
-    };
+    use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
 
     /// Holds every export until the gate opens, so the queue fills up.
     #[derive(Debug, Clone, Default)]
