@@ -8,6 +8,7 @@
 
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_nats::HeaderMap;
 use async_nats::header::{HeaderName, HeaderValue};
@@ -64,11 +65,26 @@ impl Propagation {
     }
 }
 
+/// Set once a propagator was chosen from `OTEL_PROPAGATORS`, which may be
+/// `none`: that choice must not be "fixed" by the default below.
+static CONFIGURED: AtomicBool = AtomicBool::new(false);
+
+/// Marks the global propagator as chosen on purpose.
+pub(crate) fn mark_configured() {
+    CONFIGURED.store(true, Ordering::Relaxed);
+}
+
 /// Installs W3C TraceContext + Baggage as the global propagator, unless the
-/// application installed one itself. The SDK's default global propagator is
-/// a no-op that handles no fields, which is how an unset one is recognised.
+/// application installed one itself (or `OTEL_PROPAGATORS` chose one). The
+/// API's default global propagator is its no-op one, which is how an unset
+/// propagator is recognised.
 pub fn install_default_if_unset() {
-    let unset = opentelemetry::global::get_text_map_propagator(|p| p.fields().next().is_none());
+    if CONFIGURED.load(Ordering::Relaxed) {
+        return;
+    }
+    let unset = opentelemetry::global::get_text_map_propagator(|p| {
+        format!("{p:?}").starts_with("NoopTextMapPropagator")
+    });
     if unset {
         opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
             Box::new(TraceContextPropagator::new()),

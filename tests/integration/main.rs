@@ -4,6 +4,7 @@
 mod core_subscriber;
 mod credentials;
 mod jetstream;
+mod otlp;
 mod publishing;
 mod runtime_lifecycle;
 mod support;

@@ -33,7 +33,12 @@ pub(crate) fn from_env(env: &OtelEnv) -> Installed {
     for warning in &env.warnings {
         tracing::warn!("{warning}");
     }
-    install_propagators(&env.propagators);
+    // An application's own global propagator stays.
+    let app_installed =
+        global::get_text_map_propagator(|p| !format!("{p:?}").starts_with("NoopTextMapPropagator"));
+    if !app_installed {
+        install_propagators(&env.propagators);
+    }
     let counts = Arc::new(SpanCounts::default());
     if env.sdk_disabled {
         tracing::info!("OTEL_SDK_DISABLED=true: spans and metrics are not recorded");
@@ -111,6 +116,7 @@ fn install_propagators(kinds: &[PropagatorKind]) {
         })
         .collect();
     global::set_text_map_propagator(TextMapCompositePropagator::new(propagators));
+    crate::propagation::mark_configured();
 }
 
 fn tracer_provider(

@@ -1,0 +1,116 @@
+//! A small service configured only through the environment, as a user's
+//! would be: `NATS_URL` and the `OTEL_*` variables. The OTLP export tests run
+//! it as a child process and read what reaches their collector.
+//!
+//! It publishes `APP_MESSAGES` orders (default 3) to `app.orders`, which its
+//! own handler processes, sends one request to its `app.quote` handler, then
+//! stops and prints `REPORT ended=.. exported=.. dropped=.. processed=..`.
+//!
+//! With `APP_MODE=global` it first installs its own global tracer provider
+//! (in memory) and a custom propagator, as an application that set up
+//! OpenTelemetry itself, and prints `RESPECTED in_memory=.. custom_header=..`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use nats_trace_runtime::prelude::*;
+use nats_trace_runtime::runtime;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct Order {
+    id: u32,
+}
+
+static PROCESSED: AtomicUsize = AtomicUsize::new(0);
+static CUSTOM_HEADER_SEEN: AtomicUsize = AtomicUsize::new(0);
+
+#[nats_subscriber(subject = "app.orders", queue = "app")]
+async fn take(_order: Order, ctx: MessageContext) {
+    if ctx.header("x-app-trace").is_some() {
+        CUSTOM_HEADER_SEEN.fetch_add(1, Ordering::Relaxed);
+    }
+    PROCESSED.fetch_add(1, Ordering::Relaxed);
+}
+
+#[nats_subscriber(subject = "app.quote")]
+async fn quote(order: Order) -> u32 {
+    order.id * 10
+}
+
+/// A propagator of the application's own, to prove it is used as is.
+#[derive(Debug)]
+struct AppPropagator;
+
+impl TextMapPropagator for AppPropagator {
+    fn inject_context(&self, _cx: &opentelemetry::Context, injector: &mut dyn Injector) {
+        injector.set("x-app-trace", "1".into());
+    }
+
+    fn extract_with_context(
+        &self,
+        cx: &opentelemetry::Context,
+        _extractor: &dyn Extractor,
+    ) -> opentelemetry::Context {
+        cx.clone()
+    }
+
+    fn fields(&self) -> opentelemetry::propagation::text_map_propagator::FieldIter<'_> {
+        const FIELDS: &[String] = &[];
+        // Declares no fields on purpose: the runtime must recognise an
+        // installed propagator by what it is, not by what it declares.
+        opentelemetry::propagation::text_map_propagator::FieldIter::new(FIELDS)
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let global = std::env::var("APP_MODE").as_deref() == Ok("global");
+    let memory = InMemorySpanExporter::default();
+    if global {
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(memory.clone())
+            .build();
+        opentelemetry::global::set_tracer_provider(provider);
+        opentelemetry::global::set_text_map_propagator(AppPropagator);
+    }
+    let messages: u32 = std::env::var("APP_MESSAGES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+
+    let running = runtime::builder().logging(false).start().await?;
+    let publisher = Publisher::current()?;
+    for id in 0..messages {
+        publisher.publish("app.orders", &Order { id }).await?;
+    }
+    let answer: u32 = publisher
+        .request("app.quote", &Order { id: 4 }, Duration::from_secs(5))
+        .await?;
+    assert_eq!(answer, 40);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while PROCESSED.load(Ordering::Relaxed) < messages as usize
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let report = running.stop().await?;
+    let spans = report.spans.unwrap_or_default();
+    println!(
+        "REPORT ended={} exported={} dropped={} processed={}",
+        spans.ended,
+        spans.exported,
+        spans.dropped,
+        PROCESSED.load(Ordering::Relaxed)
+    );
+    if global {
+        println!(
+            "RESPECTED in_memory={} custom_header={}",
+            memory.get_finished_spans().map(|s| s.len()).unwrap_or(0),
+            CUSTOM_HEADER_SEEN.load(Ordering::Relaxed)
+        );
+    }
+    Ok(())
+}
