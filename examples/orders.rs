@@ -114,11 +114,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(ConsoleTreeExporter::stdout())
         .build();
+    // The trees below say it all; the runtime's log lines stay off here.
     let running = runtime::builder()
         .url(url)
         .tracer_provider(provider.clone())
+        .logging(false)
         .start()
         .await?;
+    println!("serving {} handlers:", running.handlers().len());
+    for handler in running.handlers() {
+        println!("  {handler}");
+    }
+    println!();
 
     place_order(1, "ada", 1250).await?;
     pause().await;
