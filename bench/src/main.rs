@@ -1,0 +1,432 @@
+//! Throughput and CPU per message of traced handlers against raw
+//! async-nats, measured in one run against one local nats-server.
+//!
+//! ```text
+//! cargo run --release -p nats-trace-bench -- [--messages 300000] [--size 100]
+//! ```
+//!
+//! Variants, each closed-loop (the publisher stays at most `WINDOW` messages
+//! ahead of the subscriber, so core NATS drops nothing; every message is
+//! counted on arrival):
+//! - `raw`: async-nats publish, and a plain subscription that decodes the JSON;
+//! - `sampled`: `Publisher::publish` and a `#[nats_subscriber]` handler, every
+//!   span sampled and fed through the batch processor to a discarding exporter;
+//! - `unsampled`: the same with parent-based sampling and an unsampled root:
+//!   propagation only;
+//! - `js-raw` / `js-traced`: draining a JetStream stream of pre-published
+//!   messages, with a raw pull consumer that decodes and acks, against a
+//!   traced `#[nats_subscriber(stream = ..)]` handler.
+//!
+//! The last line is `RESULT ratio_sampled=.. ratio_unsampled=..
+//! ratio_jetstream=.. spans_dropped=.. rss_growth_pct=..`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use nats_trace_runtime::jetstream::StreamSpec;
+use nats_trace_runtime::prelude::*;
+use nats_trace_runtime::runtime::{self, Running};
+use nats_trace_runtime::telemetry::accounting::{
+    CountingExporter, CountingProcessor, SpanCounts, SpanReport,
+};
+use nats_trace_testing::NatsServer;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{
+    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+/// How far the publisher may run ahead of the subscriber.
+const WINDOW: u64 = 2_000;
+
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    id: u64,
+    customer: String,
+    note: String,
+}
+
+impl Payload {
+    /// A payload whose JSON is about `size` bytes.
+    fn sized(id: u64, size: usize) -> Payload {
+        let base = serde_json::to_vec(&Payload {
+            id,
+            customer: "ada".into(),
+            note: String::new(),
+        })
+        .map_or(40, |v| v.len());
+        Payload {
+            id,
+            customer: "ada".into(),
+            note: "x".repeat(size.saturating_sub(base)),
+        }
+    }
+}
+
+/// Messages received by whichever variant runs now.
+static RECEIVED: AtomicU64 = AtomicU64::new(0);
+static ARRIVED: Notify = Notify::const_new();
+
+fn arrived() {
+    RECEIVED.fetch_add(1, Ordering::Relaxed);
+    ARRIVED.notify_one();
+}
+
+#[nats_subscriber(subject = "bench.traced", concurrency = 256)]
+async fn traced(payload: Payload) {
+    std::hint::black_box(payload.id);
+    arrived();
+}
+
+#[nats_subscriber(
+    stream = "BENCH",
+    consumer = "traced",
+    subject = "bench.js",
+    concurrency = 256
+)]
+async fn traced_js(payload: Payload) {
+    std::hint::black_box(payload.id);
+    arrived();
+}
+
+/// Throws spans away, as fast as possible.
+#[derive(Debug)]
+struct Discard;
+
+impl SpanExporter for Discard {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        std::hint::black_box(batch);
+        Ok(())
+    }
+}
+
+/// A provider whose batch processor feeds [`Discard`], counting spans.
+fn provider(sampler: Sampler) -> (SdkTracerProvider, Arc<SpanCounts>) {
+    let counts = Arc::new(SpanCounts::default());
+    let processor =
+        BatchSpanProcessor::builder(CountingExporter::new(Discard, counts.clone())).build();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_span_processor(CountingProcessor::new(processor, counts.clone()))
+        .build();
+    (provider, counts)
+}
+
+/// One measurement.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    messages: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+}
+
+impl Measure {
+    fn rate(&self) -> f64 {
+        self.messages as f64 / self.seconds
+    }
+
+    fn cpu_us_per_message(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.messages as f64
+    }
+}
+
+/// User + system CPU time of this process.
+fn cpu_time() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_SELF with a valid pointer.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Resident memory of this process, in bytes.
+fn rss() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
+}
+
+/// Sends `count` messages through `send`, never more than [`WINDOW`] ahead
+/// of arrivals, and waits until all arrived.
+async fn closed_loop<F, Fut>(count: u64, size: usize, mut send: F) -> Measure
+where
+    F: FnMut(Payload) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    RECEIVED.store(0, Ordering::Relaxed);
+    let (started, cpu) = (Instant::now(), cpu_time());
+    for id in 0..count {
+        while id - RECEIVED.load(Ordering::Relaxed) >= WINDOW {
+            let _ = tokio::time::timeout(Duration::from_millis(5), ARRIVED.notified()).await;
+        }
+        send(Payload::sized(id, size)).await;
+    }
+    wait_for(count).await;
+    Measure {
+        messages: count,
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: cpu_time() - cpu,
+    }
+}
+
+async fn wait_for(count: u64) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while RECEIVED.load(Ordering::Relaxed) < count {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {count} messages arrived",
+            RECEIVED.load(Ordering::Relaxed)
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(5), ARRIVED.notified()).await;
+    }
+}
+
+async fn raw(server: &NatsServer, count: u64, size: usize) -> Measure {
+    let publisher = async_nats::connect(server.url()).await.expect("connect");
+    let subscriber = async_nats::connect(server.url()).await.expect("connect");
+    let mut subscription = subscriber.subscribe("bench.raw").await.expect("subscribe");
+    subscriber.flush().await.expect("flush");
+    let consumer = tokio::spawn(async move {
+        while let Some(message) = subscription.next().await {
+            let payload: Payload = serde_json::from_slice(&message.payload).expect("json");
+            std::hint::black_box(payload.id);
+            arrived();
+        }
+    });
+    let measure = closed_loop(count, size, |payload| {
+        let publisher = publisher.clone();
+        async move {
+            let body = serde_json::to_vec(&payload).expect("json");
+            publisher
+                .publish("bench.raw", body.into())
+                .await
+                .expect("publish");
+        }
+    })
+    .await;
+    consumer.abort();
+    measure
+}
+
+async fn start(
+    server: &NatsServer,
+    provider: &SdkTracerProvider,
+    handler: &'static str,
+) -> Running {
+    runtime::builder()
+        .url(server.url())
+        .tracer_provider(provider.clone())
+        .handlers(move |h| h.name().ends_with(handler))
+        .declared_streams(false)
+        .stream(StreamSpec {
+            name: "BENCH",
+            subjects: &["bench.js"],
+            ..StreamSpec::DEFAULT
+        })
+        .logging(false)
+        .start()
+        .await
+        .expect("runtime starts")
+}
+
+/// The traced pipeline: `Publisher::publish` into a macro handler.
+/// Returns the measure, the RSS after `rss_mark` messages (if reached) and
+/// after all, and the span report.
+async fn traced_run(
+    server: &NatsServer,
+    sampler: Sampler,
+    count: u64,
+    size: usize,
+    rss_mark: Option<u64>,
+) -> (Measure, Option<(u64, u64)>, SpanReport) {
+    let (provider, counts) = provider(sampler);
+    let running = start(server, &provider, "::traced").await;
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let publisher = Publisher::with_tracer_provider(client, provider.clone());
+    let mut mark = None;
+    let measure = closed_loop(count, size, |payload| {
+        let publisher = publisher.clone();
+        if Some(payload.id) == rss_mark {
+            mark = Some(rss());
+        }
+        async move {
+            publisher
+                .publish("bench.traced", &payload)
+                .await
+                .expect("publish");
+        }
+    })
+    .await;
+    let after = rss();
+    running.stop().await.expect("stop");
+    let _ = provider.shutdown();
+    (measure, mark.map(|m| (m, after)), counts.report())
+}
+
+async fn fill_stream(server: &NatsServer, count: u64, size: usize) {
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let jetstream = async_nats::jetstream::new(client);
+    let _ = jetstream
+        .get_or_create_stream(async_nats::jetstream::stream::Config {
+            name: "BENCH".into(),
+            subjects: vec!["bench.js".into()],
+            ..Default::default()
+        })
+        .await
+        .expect("stream");
+    let mut pending = Vec::new();
+    for id in 0..count {
+        let body = serde_json::to_vec(&Payload::sized(id, size)).expect("json");
+        pending.push(
+            jetstream
+                .publish("bench.js", body.into())
+                .await
+                .expect("publish"),
+        );
+        if pending.len() == 1_000 {
+            for ack in pending.drain(..) {
+                ack.await.expect("stored");
+            }
+        }
+    }
+    for ack in pending {
+        ack.await.expect("stored");
+    }
+}
+
+async fn jetstream_raw(server: &NatsServer, count: u64) -> Measure {
+    let client = async_nats::connect(server.url()).await.expect("connect");
+    let jetstream = async_nats::jetstream::new(client);
+    let stream = jetstream.get_stream("BENCH").await.expect("stream");
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("raw".into()),
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await
+        .expect("consumer");
+    RECEIVED.store(0, Ordering::Relaxed);
+    let (started, cpu) = (Instant::now(), cpu_time());
+    let mut messages = consumer.messages().await.expect("messages");
+    while RECEIVED.load(Ordering::Relaxed) < count {
+        let message = messages.next().await.expect("a message").expect("no error");
+        let payload: Payload = serde_json::from_slice(&message.payload).expect("json");
+        std::hint::black_box(payload.id);
+        message.ack().await.expect("ack");
+        arrived();
+    }
+    Measure {
+        messages: count,
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: cpu_time() - cpu,
+    }
+}
+
+async fn jetstream_traced(server: &NatsServer, count: u64) -> (Measure, SpanReport) {
+    let (provider, counts) = provider(Sampler::AlwaysOn);
+    RECEIVED.store(0, Ordering::Relaxed);
+    let (started, cpu) = (Instant::now(), cpu_time());
+    let running = start(server, &provider, "::traced_js").await;
+    wait_for(count).await;
+    let measure = Measure {
+        messages: count,
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: cpu_time() - cpu,
+    };
+    running.stop().await.expect("stop");
+    let _ = provider.shutdown();
+    (measure, counts.report())
+}
+
+fn arg(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[tokio::main]
+async fn main() {
+    let count = arg("--messages", 300_000);
+    let size = arg("--size", 100) as usize;
+    let rss_total = arg("--rss-messages", 1_000_000);
+    let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    println!("nats-trace bench: {count} messages of ~{size} B per variant, window {WINDOW}");
+
+    // Warm up connections, allocators and the page cache.
+    raw(&server, count / 10, size).await;
+    let raw = raw(&server, count, size).await;
+    let (sampled, _, sampled_spans) =
+        traced_run(&server, Sampler::AlwaysOn, count, size, None).await;
+    let unsampled_sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+    let (unsampled, _, _) = traced_run(&server, unsampled_sampler, count, size, None).await;
+
+    fill_stream(&server, count, size).await;
+    let js_raw = jetstream_raw(&server, count).await;
+    let (js_traced, _) = jetstream_traced(&server, count).await;
+
+    let (_, rss_marks, _) = traced_run(
+        &server,
+        Sampler::AlwaysOn,
+        rss_total,
+        size,
+        Some(rss_total / 10),
+    )
+    .await;
+    let rss_growth = rss_marks.map_or(f64::NAN, |(at_tenth, at_end)| {
+        (at_end as f64 - at_tenth as f64) * 100.0 / at_tenth as f64
+    });
+
+    println!();
+    println!(
+        "{:<12} {:>12} {:>10} {:>14} {:>10}",
+        "variant", "msg/s", "vs raw", "CPU µs/msg", "vs raw"
+    );
+    let row = |name: &str, m: &Measure, base: &Measure| {
+        println!(
+            "{:<12} {:>12.0} {:>9.2}x {:>14.2} {:>9.2}x",
+            name,
+            m.rate(),
+            m.rate() / base.rate(),
+            m.cpu_us_per_message(),
+            m.cpu_us_per_message() / base.cpu_us_per_message()
+        );
+    };
+    row("raw", &raw, &raw);
+    row("sampled", &sampled, &raw);
+    row("unsampled", &unsampled, &raw);
+    row("js-raw", &js_raw, &js_raw);
+    row("js-traced", &js_traced, &js_raw);
+    println!(
+        "spans (sampled): ended {} exported {} dropped {} failed {}",
+        sampled_spans.ended, sampled_spans.exported, sampled_spans.dropped, sampled_spans.failed
+    );
+    println!(
+        "RSS of the sampled pipeline: {:.1}% growth from {} to {} messages",
+        rss_growth,
+        rss_total / 10,
+        rss_total
+    );
+    println!();
+    println!(
+        "RESULT ratio_sampled={:.3} ratio_unsampled={:.3} ratio_jetstream={:.3} spans_dropped={} rss_growth_pct={:.2}",
+        sampled.rate() / raw.rate(),
+        unsampled.rate() / raw.rate(),
+        js_traced.rate() / js_raw.rate(),
+        sampled_spans.dropped,
+        rss_growth
+    );
+}
