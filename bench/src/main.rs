@@ -365,6 +365,36 @@ async fn main() {
     let rss_total = arg("--rss-messages", 1_000_000);
     let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
     println!("nats-trace bench: {count} messages of ~{size} B per variant, window {WINDOW}");
+    // `--only sampled|unsampled|js`: one variant alone, for profiling.
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(only) = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+    {
+        let measure = match only.as_str() {
+            "sampled" => {
+                traced_run(&server, Sampler::AlwaysOn, count, size, None)
+                    .await
+                    .0
+            }
+            "unsampled" => {
+                let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+                traced_run(&server, sampler, count, size, None).await.0
+            }
+            "js" => {
+                fill_stream(&server, count, size).await;
+                jetstream_traced(&server, count).await.0
+            }
+            _ => raw(&server, count, size).await,
+        };
+        println!(
+            "{only}: {:.0} msg/s, {:.2} µs CPU/msg",
+            measure.rate(),
+            measure.cpu_us_per_message()
+        );
+        return;
+    }
 
     // Warm up connections, allocators and the page cache.
     raw(&server, count / 10, size).await;

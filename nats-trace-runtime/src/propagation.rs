@@ -98,25 +98,52 @@ pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
 impl HeaderExtractor<'_> {
     fn values(&self, key: &str) -> Vec<&str> {
-        // Exact match first: NATS headers are case-sensitive. Some clients
-        // capitalise (`Traceparent`), so fall back to a case-insensitive scan.
-        if let Ok(name) = HeaderName::from_str(key) {
+        if let Some(name) = header_name(key) {
             let exact: Vec<&str> = self.0.get_all(name).map(HeaderValue::as_str).collect();
             if !exact.is_empty() {
                 return exact;
             }
         }
+        self.case_insensitive(key)
+            .flat_map(|values| values.iter().map(HeaderValue::as_str))
+            .collect()
+    }
+
+    /// Values whose name matches `key` ignoring case: some clients
+    /// capitalise (`Traceparent`), though NATS names are case-sensitive.
+    fn case_insensitive<'k>(
+        &self,
+        key: &'k str,
+    ) -> impl Iterator<Item = &Vec<HeaderValue>> + use<'_, 'k> {
         self.0
             .iter()
-            .filter(|(name, _)| AsRef::<str>::as_ref(*name).eq_ignore_ascii_case(key))
-            .flat_map(|(_, values)| values.iter().map(HeaderValue::as_str))
-            .collect()
+            .filter(move |(name, _)| AsRef::<str>::as_ref(*name).eq_ignore_ascii_case(key))
+            .map(|(_, values)| values)
+    }
+}
+
+/// The header name for a propagation field; the common ones without an
+/// allocation, since this runs for every message.
+fn header_name(key: &str) -> Option<HeaderName> {
+    match key {
+        "traceparent" => Some(HeaderName::from_static("traceparent")),
+        "tracestate" => Some(HeaderName::from_static("tracestate")),
+        "baggage" => Some(HeaderName::from_static("baggage")),
+        other => HeaderName::from_str(other).ok(),
     }
 }
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.values(key).into_iter().next()
+        // Exact match first, without collecting: this runs for every message.
+        if let Some(name) = header_name(key)
+            && let Some(value) = self.0.get(name)
+        {
+            return Some(value.as_str());
+        }
+        self.case_insensitive(key)
+            .find_map(|values| values.first())
+            .map(HeaderValue::as_str)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -135,8 +162,7 @@ pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        let (Ok(name), Ok(value)) = (HeaderName::from_str(key), HeaderValue::from_str(&value))
-        else {
+        let (Some(name), Ok(value)) = (header_name(key), HeaderValue::from_str(&value)) else {
             tracing::debug!(key, "skipping a propagation header NATS cannot carry");
             return;
         };

@@ -130,7 +130,16 @@ pub(crate) async fn serve(
         let guard = in_flight.enter();
         let (publisher, attributes) = (publisher.clone(), metric_attributes.clone());
         runs.spawn(async move {
-            let _result = pipeline::process(handler, message, None, &publisher, &attributes).await;
+            // Boxed: the pipeline's future is large, and a spawned task's
+            // future is moved into its cell.
+            let _result = Box::pin(pipeline::process(
+                handler,
+                message,
+                None,
+                &publisher,
+                &attributes,
+            ))
+            .await;
             drop((permit, guard));
         });
         // Reap finished runs so the set stays as small as the concurrency.

@@ -175,9 +175,15 @@ pub(crate) async fn serve(
             let (publisher, attributes) = (publisher.clone(), metric_attributes.clone());
             let message = message.message;
             runs.spawn(async move {
-                let _result =
-                    pipeline::process(handler, message, Some(delivery), &publisher, &attributes)
-                        .await;
+                // Boxed, as in the core subscription: the future is large.
+                let _result = Box::pin(pipeline::process(
+                    handler,
+                    message,
+                    Some(delivery),
+                    &publisher,
+                    &attributes,
+                ))
+                .await;
                 drop((permit, guard));
             });
             while runs.try_join_next().is_some() {}

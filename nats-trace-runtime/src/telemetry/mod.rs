@@ -75,9 +75,10 @@ impl Telemetry {
     pub(crate) fn with_server(mut self, address: Option<&str>, port: u16) -> Self {
         let mut server = Vec::with_capacity(2);
         if let Some(address) = address.filter(|a| !a.is_empty()) {
+            // Shared, so cloning it onto every span costs no allocation.
             server.push(KeyValue::new(
                 semconv::SERVER_ADDRESS,
-                StringValue::from(address.to_string()),
+                StringValue::from(Arc::<str>::from(address)),
             ));
         }
         if port != 0 {
