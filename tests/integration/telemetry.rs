@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use nats_trace_runtime::prelude::*;
-use nats_trace_runtime::telemetry::logging::TimeAndTraceIds;
 use nats_trace_testing::SpanCapture;
 use nats_trace_testing::spans::{describe, named};
 use opentelemetry::trace::TracerProvider as _;
@@ -177,19 +176,11 @@ mod bridged {
 }
 
 #[tokio::test]
-async fn tracing_spans_and_logs_inside_a_handler_join_its_trace() {
+async fn tracing_spans_inside_a_handler_are_children_of_its_process_span() {
     let server = support::server();
     let capture = SpanCapture::new();
-    let logs = Buffer::default();
-    let writer = logs.clone();
     let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(capture.provider().tracer("tracing")))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_timer(TimeAndTraceIds)
-                .with_writer(move || writer.clone()),
-        );
+        .with(tracing_opentelemetry::layer().with_tracer(capture.provider().tracer("tracing")));
     // This test's thread only: the runtime below runs on it (current-thread).
     let _guard = tracing::subscriber::set_default(subscriber);
 
@@ -215,14 +206,51 @@ async fn tracing_spans_and_logs_inside_a_handler_join_its_trace() {
         process[0].span_context.trace_id()
     );
     assert_eq!(charge[0].parent_span_id, process[0].span_context.span_id());
+}
 
+mod logged {
+    use super::*;
+
+    #[nats_subscriber(subject = "logged.orders")]
+    async fn take(order: Order) {
+        tracing::info!(id = order.id, "taking the order");
+    }
+}
+
+#[tokio::test]
+async fn the_default_logging_prints_the_process_spans_trace_id() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let logs = Buffer::default();
+    let writer = logs.clone();
+    // The subscriber `run()` installs, writing into a buffer, on this
+    // test's thread only (the runtime below runs on it).
+    let default = nats_trace_runtime::telemetry::logging::subscriber(move || writer.clone(), false);
+    let _guard = tracing::subscriber::set_default(default);
+
+    let running = support::start(&server, &capture, "integration::telemetry::logged::").await;
+    running
+        .publisher()
+        .publish("logged.orders", &Order { id: 7 })
+        .await
+        .expect("publish");
+    let spans = capture.wait_for_named("process logged.orders", 1).await;
+    running.stop().await.expect("clean stop");
+
+    let process = named(&spans, "process logged.orders")[0];
     let logs = logs.text();
     let line = logs
         .lines()
-        .find(|line| line.contains("charging"))
+        .find(|line| line.contains("taking the order"))
         .unwrap_or_else(|| panic!("no log line from the handler in:\n{logs}"));
-    let trace_id = process[0].span_context.trace_id().to_string();
-    assert!(line.contains(&format!("trace_id={trace_id}")), "{line}");
+    assert!(
+        line.contains(&format!(
+            "trace_id={} span_id={}",
+            process.span_context.trace_id(),
+            process.span_context.span_id()
+        )),
+        "{line}"
+    );
 }
 
 mod resilient {
