@@ -77,6 +77,22 @@ pub(crate) async fn process(
     result
 }
 
+/// The metric attributes every message of `handler` shares, built once.
+pub(crate) fn metric_attributes(
+    handler: &'static Handler,
+    consumer_group: Option<&'static str>,
+    publisher: &Publisher,
+) -> std::sync::Arc<[KeyValue]> {
+    crate::telemetry::metrics::attributes(
+        semconv::operation_name::PROCESS,
+        semconv::operation_type::PROCESS,
+        handler.subject(),
+        consumer_group,
+        publisher.telemetry().server_attributes(),
+    )
+    .into()
+}
+
 /// Starts the CONSUMER span `process {subscription}`, with every
 /// sampling-relevant attribute set at start.
 fn start_process_span(

@@ -14,9 +14,6 @@ use crate::error::Error;
 use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
-use crate::semconv;
-use crate::telemetry::metrics;
-use opentelemetry::KeyValue;
 
 /// How long a draining subscription may stay silent before shutdown stops
 /// waiting for its end.
@@ -77,14 +74,7 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(handler.concurrency()));
-    let metric_attributes: Arc<[KeyValue]> = metrics::attributes(
-        semconv::operation_name::PROCESS,
-        semconv::operation_type::PROCESS,
-        handler.subject(),
-        handler.queue(),
-        publisher.telemetry().server_attributes(),
-    )
-    .into();
+    let metric_attributes = pipeline::metric_attributes(handler, handler.queue(), &publisher);
     let mut runs = JoinSet::new();
     let mut draining = false;
     loop {

@@ -27,10 +27,7 @@ use crate::error::Error;
 use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
-use crate::semconv;
 use crate::subscription::InFlight;
-use crate::telemetry::metrics;
-use opentelemetry::KeyValue;
 
 /// How long one pull waits for messages before the next is made.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
@@ -99,14 +96,7 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(handler.concurrency()));
-    let metric_attributes: Arc<[KeyValue]> = metrics::attributes(
-        semconv::operation_name::PROCESS,
-        semconv::operation_type::PROCESS,
-        handler.subject(),
-        Some(spec.consumer),
-        publisher.telemetry().server_attributes(),
-    )
-    .into();
+    let metric_attributes = pipeline::metric_attributes(handler, Some(spec.consumer), &publisher);
     let mut runs = JoinSet::new();
     let retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut failures = 0u32;

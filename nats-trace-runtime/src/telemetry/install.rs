@@ -9,12 +9,10 @@ use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
-use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, SdkTracerProvider, SimpleSpanProcessor, SpanExporter,
-};
+use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
 
-use super::accounting::{CountingExporter, CountingProcessor, SpanCounts, SpanReport};
-use super::config::{ExporterKind, OtelEnv, OtlpProtocol, PropagatorKind};
+use super::accounting::{SpanCounts, SpanReport};
+use super::config::{ExporterKind, OtelEnv, PropagatorKind};
 use super::console_tree::ConsoleTreeExporter;
 
 /// Providers the runtime built from the environment and installed as the
@@ -131,58 +129,34 @@ fn tracer_provider(
         ExporterKind::Console => builder
             .with_span_processor(SimpleSpanProcessor::new(ConsoleTreeExporter::stdout()))
             .build(),
-        ExporterKind::Otlp => match otlp_span_exporter(env.traces_protocol) {
+        #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+        ExporterKind::Otlp => match otlp::spans(env.traces_protocol) {
             Some(exporter) => builder
                 .with_span_processor(batched(exporter, counts))
                 .build(),
             None => builder.build(),
         },
+        #[cfg(not(any(feature = "otlp-http", feature = "otlp-grpc")))]
+        ExporterKind::Otlp => {
+            let _ = counts;
+            otlp_unavailable("traces");
+            builder.build()
+        }
     }
 }
 
 /// A batch processor reading `OTEL_BSP_*`, with its spans counted.
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
 fn batched(
-    exporter: impl SpanExporter + 'static,
+    exporter: impl opentelemetry_sdk::trace::SpanExporter + 'static,
     counts: &Arc<SpanCounts>,
-) -> CountingProcessor<BatchSpanProcessor> {
+) -> super::accounting::CountingProcessor<opentelemetry_sdk::trace::BatchSpanProcessor> {
+    use super::accounting::{CountingExporter, CountingProcessor};
     let exporter = CountingExporter::new(exporter, counts.clone());
     CountingProcessor::new(
-        BatchSpanProcessor::builder(exporter).build(),
+        opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build(),
         counts.clone(),
     )
-}
-
-fn otlp_span_exporter(protocol: OtlpProtocol) -> Option<impl SpanExporter + 'static> {
-    let built = match protocol {
-        #[cfg(feature = "otlp-http")]
-        OtlpProtocol::HttpProtobuf => {
-            use opentelemetry_otlp::WithExportConfig as _;
-            opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .build()
-        }
-        #[cfg(feature = "otlp-grpc")]
-        OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .build(),
-        #[allow(unreachable_patterns)]
-        other => {
-            tracing::warn!(
-                protocol = ?other,
-                "OTLP export needs the nats-trace-runtime feature `otlp-http` (http/protobuf) \
-                 or `otlp-grpc` (grpc); traces are not exported"
-            );
-            return None;
-        }
-    };
-    match built {
-        Ok(exporter) => Some(exporter),
-        Err(error) => {
-            tracing::warn!(%error, "building the OTLP span exporter failed; traces are not exported");
-            None
-        }
-    }
 }
 
 fn meter_provider(env: &OtelEnv, resource: Resource) -> SdkMeterProvider {
@@ -194,44 +168,76 @@ fn meter_provider(env: &OtelEnv, resource: Resource) -> SdkMeterProvider {
                 PeriodicReader::builder(opentelemetry_stdout::MetricExporter::default()).build(),
             )
             .build(),
-        ExporterKind::Otlp => match otlp_metric_exporter(env.metrics_protocol) {
-            Some(reader) => builder.with_reader(reader).build(),
+        #[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+        ExporterKind::Otlp => match otlp::metrics(env.metrics_protocol) {
+            Some(exporter) => builder
+                .with_reader(PeriodicReader::builder(exporter).build())
+                .build(),
             None => builder.build(),
         },
+        #[cfg(not(any(feature = "otlp-http", feature = "otlp-grpc")))]
+        ExporterKind::Otlp => {
+            otlp_unavailable("metrics");
+            builder.build()
+        }
     }
 }
 
-fn otlp_metric_exporter(
-    protocol: OtlpProtocol,
-) -> Option<PeriodicReader<impl opentelemetry_sdk::metrics::exporter::PushMetricExporter>> {
-    let built = match protocol {
-        #[cfg(feature = "otlp-http")]
-        OtlpProtocol::HttpProtobuf => {
-            use opentelemetry_otlp::WithExportConfig as _;
-            opentelemetry_otlp::MetricExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .build()
-        }
-        #[cfg(feature = "otlp-grpc")]
-        OtlpProtocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .build(),
-        #[allow(unreachable_patterns)]
-        other => {
-            tracing::warn!(
-                protocol = ?other,
-                "OTLP export needs the nats-trace-runtime feature `otlp-http` (http/protobuf) \
-                 or `otlp-grpc` (grpc); metrics are not exported"
-            );
-            return None;
-        }
-    };
-    match built {
-        Ok(exporter) => Some(PeriodicReader::builder(exporter).build()),
-        Err(error) => {
-            tracing::warn!(%error, "building the OTLP metric exporter failed; metrics are not exported");
-            None
-        }
+/// The OTLP exporters, with the transport the protocol and the crate
+/// features allow. Without `otlp-http` or `otlp-grpc`, OTLP is unavailable.
+#[cfg(any(feature = "otlp-http", feature = "otlp-grpc"))]
+mod otlp {
+    use crate::telemetry::config::OtlpProtocol;
+
+    /// Builds an `opentelemetry_otlp::$kind` for `$protocol`, or warns why not.
+    macro_rules! exporter {
+        ($kind:ident, $protocol:expr, $signal:literal) => {{
+            let built = match $protocol {
+                #[cfg(feature = "otlp-http")]
+                OtlpProtocol::HttpProtobuf => {
+                    use opentelemetry_otlp::WithExportConfig as _;
+                    opentelemetry_otlp::$kind::builder()
+                        .with_http()
+                        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                        .build()
+                }
+                #[cfg(feature = "otlp-grpc")]
+                OtlpProtocol::Grpc => opentelemetry_otlp::$kind::builder().with_tonic().build(),
+                #[allow(unreachable_patterns)]
+                other => {
+                    tracing::warn!(
+                        protocol = ?other,
+                        concat!(
+                            "this OTLP protocol needs the nats-trace-runtime feature `otlp-http` ",
+                            "(http/protobuf) or `otlp-grpc` (grpc); ", $signal, " are not exported"
+                        )
+                    );
+                    return None;
+                }
+            };
+            match built {
+                Ok(exporter) => Some(exporter),
+                Err(error) => {
+                    tracing::warn!(%error, concat!("building the OTLP exporter failed; ", $signal, " are not exported"));
+                    None
+                }
+            }
+        }};
     }
+
+    pub(super) fn spans(protocol: OtlpProtocol) -> Option<opentelemetry_otlp::SpanExporter> {
+        exporter!(SpanExporter, protocol, "traces")
+    }
+
+    pub(super) fn metrics(protocol: OtlpProtocol) -> Option<opentelemetry_otlp::MetricExporter> {
+        exporter!(MetricExporter, protocol, "metrics")
+    }
+}
+
+#[cfg(not(any(feature = "otlp-http", feature = "otlp-grpc")))]
+fn otlp_unavailable(signal: &str) {
+    tracing::warn!(
+        "OTLP export needs the nats-trace-runtime feature `otlp-http` or `otlp-grpc`; \
+         {signal} are not exported"
+    );
 }
