@@ -147,9 +147,17 @@ pub(crate) async fn connect(
                 async move { sink.record(event) }
             });
         let options = credentials.apply(options).await?;
-        // `nats://token@host` is the NATS convention for a token in the URL.
-        let (options, target) = match url_token(url) {
-            Some((token, bare)) if credentials.token.is_none() => (options.token(token), bare),
+        // async-nats reads no credentials from the URL; NATS convention is
+        // `nats://token@host` and `nats://user:password@host`.
+        let (options, target) = match url_credentials(url) {
+            Some((UrlCredentials::Token(token), bare)) if credentials.token.is_none() => {
+                (options.token(token), bare)
+            }
+            Some((UrlCredentials::UserPassword(user, password), bare))
+                if credentials.user_password.is_none() =>
+            {
+                (options.user_and_password(user, password), bare)
+            }
             _ => (options, url.to_string()),
         };
         match options.connect(target.as_str()).await {
@@ -224,15 +232,24 @@ fn host_and_port(url: &str) -> Option<(String, Option<u16>)> {
     }
 }
 
-/// A token in a single-server URL (`nats://token@host:4222`: user info
-/// without a `:`), and the URL without it.
-fn url_token(url: &str) -> Option<(String, String)> {
+/// Credentials written into a URL.
+#[derive(Debug, PartialEq, Eq)]
+enum UrlCredentials {
+    /// `nats://token@host`.
+    Token(String),
+    /// `nats://user:password@host`.
+    UserPassword(String, String),
+}
+
+/// The credentials in a single-server URL, and the URL without them.
+/// Server lists are passed on untouched.
+fn url_credentials(url: &str) -> Option<(UrlCredentials, String)> {
     if url.contains(',') {
         return None;
     }
     let (scheme, rest) = url.split_once("://").map_or(("", url), |(s, r)| (s, r));
-    let (userinfo, host) = rest.split_once('@')?;
-    if userinfo.is_empty() || userinfo.contains(':') {
+    let (userinfo, host) = rest.rsplit_once('@')?;
+    if userinfo.is_empty() {
         return None;
     }
     let bare = if scheme.is_empty() {
@@ -240,7 +257,13 @@ fn url_token(url: &str) -> Option<(String, String)> {
     } else {
         format!("{scheme}://{host}")
     };
-    Some((userinfo.to_string(), bare))
+    let credentials = match userinfo.split_once(':') {
+        Some((user, password)) => {
+            UrlCredentials::UserPassword(user.to_string(), password.to_string())
+        }
+        None => UrlCredentials::Token(userinfo.to_string()),
+    };
+    Some((credentials, bare))
 }
 
 /// `url` with any user, password or token replaced by `***`, for logs.
@@ -302,14 +325,23 @@ mod tests {
     }
 
     #[test]
-    fn a_token_in_the_url_is_taken_out() {
+    fn credentials_in_the_url_are_taken_out() {
         assert_eq!(
-            url_token("nats://s3cret@host:4222"),
-            Some(("s3cret".into(), "nats://host:4222".into()))
+            url_credentials("nats://s3cret@host:4222"),
+            Some((
+                UrlCredentials::Token("s3cret".into()),
+                "nats://host:4222".into()
+            ))
         );
-        assert_eq!(url_token("nats://user:pass@host:4222"), None);
-        assert_eq!(url_token("nats://host:4222"), None);
-        assert_eq!(url_token("nats://a@h:1,nats://h2:2"), None);
+        assert_eq!(
+            url_credentials("nats://user:pa:ss@host:4222"),
+            Some((
+                UrlCredentials::UserPassword("user".into(), "pa:ss".into()),
+                "nats://host:4222".into()
+            ))
+        );
+        assert_eq!(url_credentials("nats://host:4222"), None);
+        assert_eq!(url_credentials("nats://a@h:1,nats://h2:2"), None);
     }
 
     #[test]

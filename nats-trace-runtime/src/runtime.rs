@@ -365,6 +365,7 @@ impl Builder {
         let id = NEXT_RUNTIME_ID.fetch_add(1, Ordering::Relaxed);
         current::install(id, publisher.clone());
         Ok(Running {
+            shut_down: false,
             events,
             id,
             installed,
@@ -385,6 +386,8 @@ impl Builder {
 /// [`stop`](Running::stop) for a graceful shutdown.
 #[must_use = "dropping a Running stops it; call .stop().await to wait for a graceful shutdown"]
 pub struct Running {
+    /// Set once `stop` finished, so `Drop` has nothing left to do.
+    shut_down: bool,
     events: Arc<ConnectionEvents>,
     id: u64,
     installed: Option<Installed>,
@@ -494,14 +497,22 @@ impl Running {
                  still buffered in the client are not sent"
             );
         }
-        self.telemetry.flush().await;
+        // Telemetry gets what is left of the deadline, at least a second.
+        let telemetry_deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
+        if tokio::time::timeout_at(telemetry_deadline, self.telemetry.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("flushing spans did not finish before the shutdown deadline");
+        }
         let mut report = ShutdownReport::default();
         if let Some(installed) = self.installed.take() {
-            let remaining = deadline
+            let remaining = telemetry_deadline
                 .saturating_duration_since(tokio::time::Instant::now())
                 .max(Duration::from_secs(1));
-            report.spans = Some(installed.shutdown(remaining).await);
+            report.spans = Some(installed.shutdown(remaining / 2).await);
         }
+        self.shut_down = true;
         tracing::info!("nats-trace stopped");
         result.map(|()| report)
     }
@@ -533,7 +544,7 @@ impl Drop for Running {
     /// background, bounded by the shutdown timeout.
     fn drop(&mut self) {
         current::uninstall(self.id);
-        if self.stop.is_stopped() {
+        if self.shut_down {
             return;
         }
         self.stop.stop();

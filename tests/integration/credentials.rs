@@ -180,3 +180,35 @@ async fn a_tls_server_is_trusted_through_a_ca_file() {
     assert!(!all_attribute_values(&spans).contains(&key_body));
     assert!(!logs.text().contains(&key_body));
 }
+
+#[tokio::test]
+async fn a_user_and_password_in_the_url_authenticate_and_never_show() {
+    const PASSWORD: &str = "pa55-that-must-never-leak";
+    let server = NatsServer::builder()
+        .arg("--user")
+        .arg("alice")
+        .arg("--pass")
+        .arg(PASSWORD)
+        .start()
+        .expect("server with a user");
+    let logs = Buffer::default();
+    let _logging = log_into(&logs);
+    let capture = SpanCapture::new();
+    let url = format!("nats://alice:{PASSWORD}@127.0.0.1:{}", server.port());
+    let running = support::builder(&server, &capture, PREFIX)
+        .url(url)
+        .start()
+        .await
+        .expect("connects with the URL's user and password");
+    let client =
+        async_nats::ConnectOptions::with_user_and_password("alice".into(), PASSWORD.into())
+            .connect(server.url())
+            .await
+            .expect("test client");
+    assert_eq!(echo(&client).await, "secret-free");
+    running.stop().await.expect("clean stop");
+    assert!(!all_attribute_values(&capture.spans()).contains(PASSWORD));
+    let logs = logs.text();
+    assert!(logs.contains("nats://***@127.0.0.1"), "{logs}");
+    assert!(!logs.contains(PASSWORD), "{logs}");
+}

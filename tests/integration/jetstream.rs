@@ -371,6 +371,11 @@ async fn after_max_deliver_failures_the_message_is_dead_lettered() {
         .expect("subscribe");
     let running = support::builder(&server, &capture, "integration::jetstream::doomed::")
         .stream(doomed::STREAM)
+        .stream(StreamSpec {
+            name: "GRAVEYARD",
+            subjects: &["graveyard.>"],
+            ..StreamSpec::DEFAULT
+        })
         .start()
         .await
         .expect("runtime starts");
@@ -383,6 +388,19 @@ async fn after_max_deliver_failures_the_message_is_dead_lettered() {
     let spans = capture.wait_for_named("term doomed.orders", 1).await;
     running.stop().await.expect("clean stop");
 
+    let graveyard_info = async_nats::jetstream::new(client.clone())
+        .get_stream("GRAVEYARD")
+        .await
+        .expect("graveyard stream")
+        .info()
+        .await
+        .expect("info")
+        .state
+        .messages;
+    assert_eq!(
+        graveyard_info, 1,
+        "the dead letter is stored by the stream that captures it"
+    );
     let order: Order = serde_json::from_slice(&letter.payload).expect("the original payload");
     assert_eq!(order, Order { id: 13 });
     let headers = letter.headers.expect("headers");
@@ -793,4 +811,49 @@ async fn streams_and_consumers_declared_in_code_are_created_once_and_checked() {
     let clash_spans = clash.spans();
     let failed = named(&clash_spans, "ensure_stream CLASH");
     assert!(matches!(failed[0].status, Status::Error { .. }));
+}
+
+mod recovering {
+    use super::*;
+
+    pub const STREAM: StreamSpec = StreamSpec {
+        name: "RECOVER",
+        subjects: &["recover.>"],
+        ..StreamSpec::DEFAULT
+    };
+    pub static SEEN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+    #[nats_subscriber(stream = "RECOVER", consumer = "recoverer", subject = "recover.orders")]
+    async fn take(order: Order) {
+        lock(&SEEN).push(order.id);
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_consumer_is_recreated_and_processing_resumes() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let running = support::builder(&server, &capture, "integration::jetstream::recovering::")
+        .stream(recovering::STREAM)
+        .start()
+        .await
+        .expect("runtime starts");
+    publish_all(&running, "recover.orders", [1]).await;
+    assert!(eventually(support::WAIT, || lock(&recovering::SEEN).contains(&1)).await);
+
+    let client = support::connect(&server).await;
+    async_nats::jetstream::new(client)
+        .get_stream("RECOVER")
+        .await
+        .expect("stream")
+        .delete_consumer("recoverer")
+        .await
+        .expect("delete the consumer under the runtime");
+    publish_all(&running, "recover.orders", [2]).await;
+    let resumed = eventually(Duration::from_secs(20), || {
+        lock(&recovering::SEEN).contains(&2)
+    })
+    .await;
+    running.stop().await.expect("clean stop");
+    assert!(resumed, "processing resumed: {:?}", lock(&recovering::SEEN));
 }

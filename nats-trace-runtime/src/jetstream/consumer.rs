@@ -64,7 +64,10 @@ pub(crate) async fn ensure(
         filter_subject: handler.subject().to_string(),
         ack_policy: AckPolicy::Explicit,
         ack_wait: spec.ack_wait(),
-        max_deliver: i64::try_from(spec.max_deliver()).unwrap_or(i64::MAX),
+        // Unlimited on the server: the settle policy ends a message's
+        // deliveries itself, after its dead letter is safe. A server-side
+        // limit would drop a message whose last delivery was interrupted.
+        max_deliver: -1,
         deliver_policy: if spec.deliver_new {
             DeliverPolicy::New
         } else {
@@ -98,7 +101,6 @@ pub(crate) async fn serve(
     let permits = Arc::new(Semaphore::new(handler.concurrency()));
     let metric_attributes = pipeline::metric_attributes(handler, Some(spec.consumer), &publisher);
     let mut runs = JoinSet::new();
-    let retry = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut failures = 0u32;
     loop {
         // Wait for room for at least one message, unless stopping.
@@ -110,6 +112,13 @@ pub(crate) async fn serve(
         if *stop.borrow() {
             break;
         }
+        // A pull made while disconnected would only be queued in the
+        // client and answered into a forgotten inbox after reconnecting.
+        if publisher.client().connection_state() != async_nats::connection::State::Connected {
+            drop(first);
+            pause_or_stop(Duration::from_millis(100), &mut stop).await;
+            continue;
+        }
         let wanted = (1 + permits.available_permits()).min(MAX_PULL);
         let pull = consumer
             .batch()
@@ -120,13 +129,16 @@ pub(crate) async fn serve(
             Ok(batch) => batch,
             Err(error) => {
                 drop(first);
-                failures += 1;
-                let delay = retry.delay(failures);
-                tracing::warn!(handler = handler.name(), %error, retry_in = ?delay, "pulling messages failed");
-                pause_or_stop(delay, &mut stop).await;
-                if let Ok(fresh) = ensure(&jetstream, handler, spec).await {
-                    consumer = fresh;
-                }
+                recover(
+                    handler,
+                    spec,
+                    &jetstream,
+                    &mut consumer,
+                    &mut failures,
+                    &mut stop,
+                    &error.to_string(),
+                )
+                .await;
                 continue;
             }
         };
@@ -135,7 +147,19 @@ pub(crate) async fn serve(
             let mut message = match next {
                 Ok(message) => message,
                 Err(error) => {
-                    tracing::warn!(handler = handler.name(), %error, "a pull ended with an error");
+                    // E.g. 503 while JetStream restarts, or 409 when the
+                    // consumer was deleted: back off and recreate it.
+                    let reason = error.to_string();
+                    recover(
+                        handler,
+                        spec,
+                        &jetstream,
+                        &mut consumer,
+                        &mut failures,
+                        &mut stop,
+                        &reason,
+                    )
+                    .await;
                     break;
                 }
             };
@@ -214,6 +238,29 @@ fn delivery(
             payload: Bytes::clone(&inner.payload),
         },
     })
+}
+
+/// After a failed pull: waits with backoff, then recreates the consumer,
+/// which may have been deleted or lost with a memory stream.
+async fn recover(
+    handler: &'static Handler,
+    spec: &'static JetStreamSpec,
+    jetstream: &JetStream,
+    consumer: &mut PullConsumer,
+    failures: &mut u32,
+    stop: &mut watch::Receiver<bool>,
+    reason: &str,
+) {
+    *failures = failures.saturating_add(1);
+    let delay = Backoff::new(Duration::from_millis(100), Duration::from_secs(5)).delay(*failures);
+    tracing::warn!(handler = handler.name(), error = reason, retry_in = ?delay, "pulling messages failed");
+    pause_or_stop(delay, stop).await;
+    match ensure(jetstream, handler, spec).await {
+        Ok(fresh) => *consumer = fresh,
+        Err(error) => {
+            tracing::warn!(handler = handler.name(), %error, "recreating the consumer failed")
+        }
+    }
 }
 
 async fn pause_or_stop(delay: Duration, stop: &mut watch::Receiver<bool>) {

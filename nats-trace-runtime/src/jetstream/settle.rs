@@ -110,20 +110,7 @@ pub(crate) async fn settle(
             })
             .await;
         }
-        Settlement::Nak(delay) => {
-            let extra = [KeyValue::new(
-                semconv::NAK_DELAY_MS,
-                delay.as_millis() as i64,
-            )];
-            traced(handler, &delivery, cx, publisher, "nak", &extra, async {
-                let nak = Bytes::from(AckKind::Nak(Some(delay)));
-                client
-                    .publish(delivery.ack_subject.clone(), nak)
-                    .await
-                    .map_err(|e| ("nak_failed", e.to_string()))
-            })
-            .await;
-        }
+        Settlement::Nak(delay) => nak(handler, &delivery, cx, publisher, delay).await,
         Settlement::DeadLetter => {
             let failure = match result {
                 Err(failure) => failure,
@@ -136,23 +123,48 @@ pub(crate) async fn settle(
             match sent {
                 Ok(()) => term(handler, &delivery, cx, publisher).await,
                 Err(error) => {
-                    // Not termed: the message stays in the stream, and a
-                    // delivery left will retry the dead letter.
+                    // Not termed: the message comes back after the backoff
+                    // delay and its dead letter is tried again. The server
+                    // sets no delivery limit, so it cannot be dropped.
                     tracing::error!(
                         handler = handler.name(),
                         stream = delivery.spec.stream,
                         sequence = delivery.info.stream_sequence,
                         %error,
-                        "dead-lettering failed; the message stays in its stream"
+                        "dead-lettering failed; the message will be redelivered"
                     );
                     cx.span().add_event(
                         "dead letter failed",
                         vec![KeyValue::new("exception.message", error.to_string())],
                     );
+                    let delay = delivery.spec.nak_delay(delivery.info.delivery_count);
+                    nak(handler, &delivery, cx, publisher, delay).await;
                 }
             }
         }
     }
+}
+
+async fn nak(
+    handler: &'static Handler,
+    delivery: &JetStreamDelivery,
+    cx: &Context,
+    publisher: &Publisher,
+    delay: Duration,
+) {
+    let extra = [KeyValue::new(
+        semconv::NAK_DELAY_MS,
+        delay.as_millis() as i64,
+    )];
+    traced(handler, delivery, cx, publisher, "nak", &extra, async {
+        let nak = Bytes::from(AckKind::Nak(Some(delay)));
+        publisher
+            .client()
+            .publish(delivery.ack_subject.clone(), nak)
+            .await
+            .map_err(|e| ("nak_failed", e.to_string()))
+    })
+    .await;
 }
 
 async fn term(
@@ -203,7 +215,19 @@ async fn dead_letter(
     publisher: &Publisher,
 ) -> Result<(), crate::PublishError> {
     let info = &delivery.info;
-    let mut headers = delivery.original.headers.clone().unwrap_or_default();
+    // The original's publish expectations must not apply to the copy.
+    let mut headers: HeaderMap = delivery
+        .original
+        .headers
+        .iter()
+        .flat_map(|headers| headers.iter())
+        .filter(|(name, _)| !EXPECTATION_HEADERS.contains(&AsRef::<str>::as_ref(*name)))
+        .flat_map(|(name, values)| {
+            values
+                .iter()
+                .map(move |value| (name.clone(), value.clone()))
+        })
+        .collect();
     let mut set = |name: &'static str, value: String| {
         let clean: String = value
             .chars()
@@ -232,15 +256,34 @@ async fn dead_letter(
         dead_letter_headers::SEQUENCE,
         info.stream_sequence.to_string(),
     );
-    publisher
-        .with_retry(RetryPolicy::retries(3))
-        .publish_bytes(
-            &delivery.spec.dead_letter_subject(),
-            headers,
-            delivery.original.payload.clone(),
-        )
-        .await
+    let subject = delivery.spec.dead_letter_subject();
+    let body = delivery.original.payload.clone();
+    let confirmed = publisher.with_retry(RetryPolicy::retries(3));
+    // Stored when a stream captures the subject; a JetStream publish to a
+    // subject without one would wait in vain for the stream's ack.
+    if publisher.stream_for(&subject).await.is_some() {
+        confirmed
+            .publish_jetstream_bytes(&subject, headers, body)
+            .await
+            .map(|_| ())
+    } else {
+        tracing::warn!(
+            subject,
+            "no stream captures the dead-letter subject, so the dead letter is only \
+             published, not stored; declare a stream for it to keep dead letters"
+        );
+        confirmed.publish_bytes(&subject, headers, body).await
+    }
 }
+
+/// Headers that tell JetStream what to expect of a publish; a dead letter
+/// is a new publish to another subject, so they are removed from the copy.
+const EXPECTATION_HEADERS: &[&str] = &[
+    "Nats-Expected-Stream",
+    "Nats-Expected-Last-Sequence",
+    "Nats-Expected-Last-Subject-Sequence",
+    "Nats-Expected-Last-Msg-Id",
+];
 
 /// Runs one settle operation under a CLIENT span `{operation} {subscription}`.
 async fn traced(

@@ -221,6 +221,11 @@ impl Publisher {
         &self.inner.client
     }
 
+    /// The stream that captures `subject`, if any.
+    pub(crate) async fn stream_for(&self, subject: &str) -> Option<String> {
+        self.inner.jetstream.stream_by_subject(subject).await.ok()
+    }
+
     pub(crate) fn telemetry(&self) -> &Telemetry {
         &self.inner.telemetry
     }

@@ -89,6 +89,10 @@ impl Installed {
         if let Err(error) = done {
             tracing::warn!(%error, "shutting down telemetry failed");
         }
+        // Shut-down providers must not stay the globals: a runtime started
+        // later in this process would take them for the application's own.
+        global::set_tracer_provider(opentelemetry::trace::noop::NoopTracerProvider::new());
+        global::set_meter_provider(opentelemetry::metrics::noop::NoopMeterProvider::new());
         let report = counts.report();
         if report.dropped > 0 || report.failed > 0 {
             tracing::warn!(

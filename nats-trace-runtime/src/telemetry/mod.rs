@@ -130,5 +130,7 @@ pub(crate) fn global_tracer_installed() -> bool {
     );
     let cx = opentelemetry::Context::new().with_remote_span_context(parent.clone());
     let probe = global::tracer("nats-trace.probe").start_with_context("nats-trace.probe", &cx);
-    probe.span_context().span_id() != parent.span_id()
+    let probed = probe.span_context();
+    // A shut-down SDK provider hands back an empty context: not installed.
+    probed.is_valid() && probed.span_id() != parent.span_id()
 }
