@@ -168,7 +168,7 @@ impl Publisher {
     ) -> Result<(Created, SpanContext), PublishError> {
         let encoded = encode(subject, item);
         let cx = self.start_span(
-            &format!("{} {subject}", semconv::operation_name::CREATE),
+            format!("{} {subject}", semconv::operation_name::CREATE),
             SpanKind::Producer,
             semconv::operation_name::CREATE,
             semconv::operation_type::CREATE,

@@ -153,6 +153,39 @@ struct Inner {
     jetstream: async_nats::jetstream::Context,
     telemetry: Telemetry,
     retry: Option<RetryPolicy>,
+    /// Metric attributes by operation and subject, built once each.
+    metric_attributes: MetricAttributeCache,
+}
+
+/// Metric attributes per (operation, subject), so a publish does not build
+/// them again. Bounded: past [`MetricAttributeCache::LIMIT`] subjects they
+/// are built per call instead.
+#[derive(Default)]
+struct MetricAttributeCache(std::sync::Mutex<AttributesByOperation>);
+
+type AttributesByOperation =
+    std::collections::HashMap<&'static str, std::collections::HashMap<String, Arc<[KeyValue]>>>;
+
+impl MetricAttributeCache {
+    const LIMIT: usize = 1024;
+
+    fn get(
+        &self,
+        operation: &'static str,
+        subject: &str,
+        build: impl FnOnce() -> Vec<KeyValue>,
+    ) -> Arc<[KeyValue]> {
+        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let by_subject = cache.entry(operation).or_default();
+        if let Some(found) = by_subject.get(subject) {
+            return found.clone();
+        }
+        let built: Arc<[KeyValue]> = build().into();
+        if by_subject.len() < Self::LIMIT {
+            by_subject.insert(subject.to_string(), built.clone());
+        }
+        built
+    }
 }
 
 impl std::fmt::Debug for Publisher {
@@ -193,6 +226,7 @@ impl Publisher {
                 client,
                 telemetry,
                 retry: None,
+                metric_attributes: MetricAttributeCache::default(),
             }),
         }
     }
@@ -212,6 +246,7 @@ impl Publisher {
                 jetstream: self.inner.jetstream.clone(),
                 telemetry: self.inner.telemetry.clone(),
                 retry: Some(policy),
+                metric_attributes: MetricAttributeCache::default(),
             }),
         }
     }
@@ -322,7 +357,7 @@ impl Publisher {
         Fut: Future<Output = Result<R, PublishError>>,
     {
         let cx = self.start_span(
-            &format!("{} {subject}", semconv::operation_name::PUBLISH),
+            format!("{} {subject}", semconv::operation_name::PUBLISH),
             SpanKind::Producer,
             semconv::operation_name::PUBLISH,
             semconv::operation_type::SEND,
@@ -374,19 +409,18 @@ impl Publisher {
         error_type: Option<&str>,
     ) {
         let telemetry = &self.inner.telemetry;
-        telemetry.metrics().operation(
-            &crate::telemetry::metrics::attributes(
+        let attributes = self.inner.metric_attributes.get(operation, subject, || {
+            crate::telemetry::metrics::attributes(
                 operation,
                 semconv::operation_type::SEND,
                 subject,
                 None,
                 telemetry.server_attributes(),
-            ),
-            started.elapsed(),
-            sent,
-            body_size,
-            error_type,
-        );
+            )
+        });
+        telemetry
+            .metrics()
+            .operation(&attributes, started.elapsed(), sent, body_size, error_type);
     }
 
     /// Fails unless the client is connected, for confirmed publishes only:
@@ -494,7 +528,7 @@ impl Publisher {
     #[allow(clippy::too_many_arguments)]
     fn start_span(
         &self,
-        name: &str,
+        name: String,
         kind: SpanKind,
         operation_name: &'static str,
         operation_type: &'static str,
@@ -502,11 +536,13 @@ impl Publisher {
         headers: &HeaderMap,
         body_size: Option<usize>,
     ) -> Context {
+        // One shared string for both attributes.
+        let subject_value = opentelemetry::StringValue::from(Arc::<str>::from(subject));
         let mut attributes = semconv::messaging_attributes(
             operation_name,
             operation_type,
-            subject.to_string(),
-            subject.to_string(),
+            subject_value.clone(),
+            subject_value,
             10,
         );
         if let Some(size) = body_size {
@@ -522,7 +558,7 @@ impl Publisher {
         let parent = Context::current();
         let tracer = self.inner.telemetry.tracer();
         let span = tracer
-            .span_builder(name.to_string())
+            .span_builder(name)
             .with_kind(kind)
             .with_attributes(attributes)
             .start_with_context(tracer, &parent);

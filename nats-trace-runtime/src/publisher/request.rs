@@ -130,7 +130,7 @@ impl Publisher {
         timeout: Duration,
     ) -> Result<Message, RequestError> {
         let cx = self.start_span(
-            &format!("{} {subject}", semconv::operation_name::REQUEST),
+            format!("{} {subject}", semconv::operation_name::REQUEST),
             SpanKind::Client,
             semconv::operation_name::REQUEST,
             semconv::operation_type::SEND,

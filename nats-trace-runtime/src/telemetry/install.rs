@@ -158,7 +158,9 @@ fn batched(
     use super::accounting::{CountingExporter, CountingProcessor};
     let exporter = CountingExporter::new(exporter, counts.clone());
     CountingProcessor::new(
-        opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter).build(),
+        opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+            .with_batch_config(super::batch_config())
+            .build(),
         counts.clone(),
     )
 }

@@ -112,6 +112,25 @@ impl Telemetry {
     }
 }
 
+/// The batch span processor's queue size when `OTEL_BSP_MAX_QUEUE_SIZE` is
+/// unset. The SDK's 2,048 fills in milliseconds at a hundred thousand
+/// messages a second and then drops spans; 65,536 spans cost a few MB at
+/// most and ride out export hiccups.
+pub const DEFAULT_MAX_QUEUE_SIZE: usize = 65_536;
+
+/// The batch span processor settings the runtime uses: the `OTEL_BSP_*`
+/// variables where set (read by the SDK), else the SDK's defaults, except
+/// for the queue size, [`DEFAULT_MAX_QUEUE_SIZE`].
+pub fn batch_config() -> opentelemetry_sdk::trace::BatchConfig {
+    let builder = opentelemetry_sdk::trace::BatchConfigBuilder::default();
+    let queue_set = std::env::var_os("OTEL_BSP_MAX_QUEUE_SIZE").is_some_and(|v| !v.is_empty());
+    if queue_set {
+        builder.build()
+    } else {
+        builder.with_max_queue_size(DEFAULT_MAX_QUEUE_SIZE).build()
+    }
+}
+
 /// Whether the application installed a global tracer provider. The API's
 /// no-op tracer hands back its parent's span context; an SDK tracer makes a
 /// new span id. The parent is remote and unsampled, so the SDK's default
