@@ -26,8 +26,8 @@ use crate::registry::Handler;
 use crate::semconv;
 use crate::telemetry::Telemetry;
 
-/// Processes one message with `handler`, from extraction to the ended span.
-/// Returns the handler's result for the caller's settle step.
+/// Processes one message with `handler`, from extraction to the settled
+/// message and the ended span. Returns the handler's result.
 pub(crate) async fn process(
     handler: &'static Handler,
     message: Message,
