@@ -322,34 +322,46 @@ impl Builder {
         if self.declared_streams {
             streams.extend(jetstream::declared_streams());
         }
-        jetstream::streams::ensure_all(&jetstream, &streams, &telemetry).await?;
-        for &handler in &handlers {
-            match handler.jetstream() {
-                None => {
-                    let subscriber = subscription::subscribe(&client, handler).await?;
-                    tasks.spawn(subscription::serve(
-                        handler,
-                        subscriber,
-                        publisher.clone(),
-                        in_flight.clone(),
-                        stop.subscribe(),
-                    ));
-                }
-                Some(spec) => {
-                    let consumer = jetstream::consumer::ensure(&jetstream, handler, spec).await?;
-                    tasks.spawn(jetstream::consumer::serve(
-                        handler,
-                        spec,
-                        jetstream.clone(),
-                        consumer,
-                        publisher.clone(),
-                        in_flight.clone(),
-                        stop.subscribe(),
-                    ));
+        let subscribed = async {
+            jetstream::streams::ensure_all(&jetstream, &streams, &telemetry).await?;
+            for &handler in &handlers {
+                match handler.jetstream() {
+                    None => {
+                        let subscriber = subscription::subscribe(&client, handler).await?;
+                        tasks.spawn(subscription::serve(
+                            handler,
+                            subscriber,
+                            publisher.clone(),
+                            in_flight.clone(),
+                            stop.subscribe(),
+                        ));
+                    }
+                    Some(spec) => {
+                        let consumer =
+                            jetstream::consumer::ensure(&jetstream, handler, spec).await?;
+                        tasks.spawn(jetstream::consumer::serve(
+                            handler,
+                            spec,
+                            jetstream.clone(),
+                            consumer,
+                            publisher.clone(),
+                            in_flight.clone(),
+                            stop.subscribe(),
+                        ));
+                    }
                 }
             }
+            connection::round_trip(&client).await
         }
-        connection::round_trip(&client).await?;
+        .await;
+        if let Err(error) = subscribed {
+            // Whatever was set up for this runtime goes with it.
+            tasks.abort_all();
+            if let Some(installed) = installed {
+                installed.shutdown(Duration::from_secs(2)).await;
+            }
+            return Err(error);
+        }
 
         tracing::info!(count = handlers.len(), "nats-trace serving handlers");
         for handler in &handlers {
