@@ -33,6 +33,7 @@ mod codec;
 mod connection;
 mod context;
 mod credentials;
+mod dispatch;
 mod error;
 pub mod jetstream;
 mod outcome;

@@ -19,13 +19,14 @@ use tokio::task::JoinSet;
 
 use crate::connection::{self, ConnectRetry, ConnectionEvents, ConnectionStats};
 use crate::credentials::Credentials;
+use crate::dispatch::InFlight;
 use crate::error::Error;
 use crate::jetstream::{self, StreamSpec};
 use crate::propagation::{self, Propagation};
 use crate::publisher::{Publisher, current};
 use crate::registry::{self, Handler};
 use crate::shutdown::{self, StopHandle};
-use crate::subscription::{self, InFlight};
+use crate::subscription;
 use crate::telemetry::accounting::SpanReport;
 use crate::telemetry::config::OtelEnv;
 use crate::telemetry::install::Installed;

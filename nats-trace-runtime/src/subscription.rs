@@ -2,16 +2,14 @@
 //! own task, at most `concurrency` at a time, until the runtime stops.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::{Client, Subscriber};
 use futures_util::StreamExt;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 
+use crate::dispatch::{InFlight, Runs};
 use crate::error::Error;
-use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
 
@@ -39,30 +37,6 @@ pub(crate) async fn subscribe(
     })
 }
 
-/// Counts handler runs in progress across a runtime, for shutdown reports.
-#[derive(Clone, Default)]
-pub(crate) struct InFlight(Arc<AtomicUsize>);
-
-impl InFlight {
-    pub(crate) fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-
-    pub(crate) fn enter(&self) -> InFlightGuard {
-        self.0.fetch_add(1, Ordering::Relaxed);
-        InFlightGuard(self.0.clone())
-    }
-}
-
-/// One run in progress; counted until dropped.
-pub(crate) struct InFlightGuard(Arc<AtomicUsize>);
-
-impl Drop for InFlightGuard {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Runs until `stop` turns true, then drains the subscription: the server
 /// stops sending, messages already received are still processed, and this
 /// returns once every started run has finished.
@@ -74,8 +48,7 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(handler.concurrency()));
-    let metric_attributes = pipeline::metric_attributes(handler, handler.queue(), &publisher);
-    let mut runs = JoinSet::new();
+    let mut runs = Runs::new(handler, handler.queue(), publisher, in_flight);
     let mut draining = false;
     loop {
         let next = if draining {
@@ -117,24 +90,8 @@ pub(crate) async fn serve(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let guard = in_flight.enter();
-        let (publisher, attributes) = (publisher.clone(), metric_attributes.clone());
-        runs.spawn(async move {
-            // Boxed: the pipeline's future is large, and a spawned task's
-            // future is moved into its cell.
-            let _result = Box::pin(pipeline::process(
-                handler,
-                message,
-                None,
-                &publisher,
-                &attributes,
-            ))
-            .await;
-            drop((permit, guard));
-        });
-        // Reap finished runs so the set stays as small as the concurrency.
-        while runs.try_join_next().is_some() {}
+        runs.start(message, None, permit);
     }
-    while runs.join_next().await.is_some() {}
+    runs.finish().await;
     tracing::debug!(handler = handler.name(), "handler stopped");
 }

@@ -17,17 +17,15 @@ use async_nats::jetstream::stream::ConsumerErrorKind;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 
 use super::JetStreamInfo;
 use super::settle::{JetStreamDelivery, Original};
 use super::spec::JetStreamSpec;
 use crate::backoff::Backoff;
+use crate::dispatch::{InFlight, Runs};
 use crate::error::Error;
-use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
-use crate::subscription::InFlight;
 
 /// How long one pull waits for messages before the next is made.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
@@ -99,8 +97,7 @@ pub(crate) async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(handler.concurrency()));
-    let metric_attributes = pipeline::metric_attributes(handler, Some(spec.consumer), &publisher);
-    let mut runs = JoinSet::new();
+    let mut runs = Runs::new(handler, Some(spec.consumer), publisher.clone(), in_flight);
     let mut failures = 0u32;
     loop {
         // Wait for room for at least one message, unless stopping.
@@ -185,25 +182,10 @@ pub(crate) async fn serve(
                     Err(_) => break,
                 },
             };
-            let guard = in_flight.enter();
-            let (publisher, attributes) = (publisher.clone(), metric_attributes.clone());
-            let message = message.message;
-            runs.spawn(async move {
-                // Boxed, as in the core subscription: the future is large.
-                let _result = Box::pin(pipeline::process(
-                    handler,
-                    message,
-                    Some(delivery),
-                    &publisher,
-                    &attributes,
-                ))
-                .await;
-                drop((permit, guard));
-            });
-            while runs.try_join_next().is_some() {}
+            runs.start(message.message, Some(delivery), permit);
         }
     }
-    while runs.join_next().await.is_some() {}
+    runs.finish().await;
     tracing::debug!(handler = handler.name(), "JetStream handler stopped");
 }
 
