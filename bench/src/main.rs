@@ -9,6 +9,9 @@
 //! ahead of the subscriber, so core NATS drops nothing; every message is
 //! counted on arrival):
 //! - `raw`: async-nats publish, and a plain subscription that decodes the JSON;
+//! - `raw+header`: the same with a fixed `traceparent` header read on arrival,
+//!   the floor for any instrumentation that propagates a trace (not a ratio
+//!   of the `RESULT` line);
 //! - `sampled`: `Publisher::publish` and a `#[nats_subscriber]` handler, every
 //!   span sampled and fed through the batch processor to a discarding exporter;
 //! - `unsampled`: the same with parent-based sampling and an unsampled root:
@@ -106,8 +109,10 @@ impl SpanExporter for Discard {
 /// A provider whose batch processor feeds [`Discard`], counting spans.
 fn provider(sampler: Sampler) -> (SdkTracerProvider, Arc<SpanCounts>) {
     let counts = Arc::new(SpanCounts::default());
-    let processor =
-        BatchSpanProcessor::builder(CountingExporter::new(Discard, counts.clone())).build();
+    // The runtime's documented default sizing (`OTEL_BSP_*` where set).
+    let processor = BatchSpanProcessor::builder(CountingExporter::new(Discard, counts.clone()))
+        .with_batch_config(nats_trace_runtime::telemetry::batch_config())
+        .build();
     let provider = SdkTracerProvider::builder()
         .with_sampler(sampler)
         .with_span_processor(CountingProcessor::new(processor, counts.clone()))
@@ -209,6 +214,44 @@ async fn raw(server: &NatsServer, count: u64, size: usize) -> Measure {
             let body = serde_json::to_vec(&payload).expect("json");
             publisher
                 .publish("bench.raw", body.into())
+                .await
+                .expect("publish");
+        }
+    })
+    .await;
+    consumer.abort();
+    measure
+}
+
+/// Raw async-nats carrying a fixed `traceparent` header that the subscriber
+/// reads: the least any propagating instrumentation costs, since a header
+/// makes the client build a header map per message on both ends.
+async fn raw_with_header(server: &NatsServer, count: u64, size: usize) -> Measure {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let publisher = async_nats::connect(server.url()).await.expect("connect");
+    let subscriber = async_nats::connect(server.url()).await.expect("connect");
+    let mut subscription = subscriber
+        .subscribe("bench.header")
+        .await
+        .expect("subscribe");
+    subscriber.flush().await.expect("flush");
+    let consumer = tokio::spawn(async move {
+        while let Some(message) = subscription.next().await {
+            let header = message.headers.as_ref().and_then(|h| h.get("traceparent"));
+            assert!(header.is_some(), "the header arrives");
+            let payload: Payload = serde_json::from_slice(&message.payload).expect("json");
+            std::hint::black_box((payload.id, header));
+            arrived();
+        }
+    });
+    let measure = closed_loop(count, size, |payload| {
+        let publisher = publisher.clone();
+        async move {
+            let body = serde_json::to_vec(&payload).expect("json");
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("traceparent", TRACEPARENT);
+            publisher
+                .publish_with_headers("bench.header", headers, body.into())
                 .await
                 .expect("publish");
         }
@@ -382,6 +425,7 @@ async fn main() {
                 let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
                 traced_run(&server, sampler, count, size, None).await.0
             }
+            "header" => raw_with_header(&server, count, size).await,
             "js" => {
                 fill_stream(&server, count, size).await;
                 jetstream_traced(&server, count).await.0
@@ -399,6 +443,7 @@ async fn main() {
     // Warm up connections, allocators and the page cache.
     raw(&server, count / 10, size).await;
     let raw = raw(&server, count, size).await;
+    let header = raw_with_header(&server, count, size).await;
     let (sampled, _, sampled_spans) =
         traced_run(&server, Sampler::AlwaysOn, count, size, None).await;
     let unsampled_sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
@@ -436,6 +481,7 @@ async fn main() {
         );
     };
     row("raw", &raw, &raw);
+    row("raw+header", &header, &raw);
     row("sampled", &sampled, &raw);
     row("unsampled", &unsampled, &raw);
     row("js-raw", &js_raw, &js_raw);

@@ -1,19 +1,27 @@
-//! Running one handler's messages, each in its own task, with at most its
-//! concurrency at a time. Core NATS and JetStream both feed it; only what
-//! they hand over differs.
+//! Running one handler's messages, at most its concurrency at a time. Core
+//! NATS and JetStream both feed it; only what they hand over differs.
+//!
+//! The runs of a handler are polled together by one task per handler, not
+//! spawned one task per message: a spawn per message cost more than the
+//! rest of the dispatch, mostly in waking idle worker threads to steal each
+//! new task. Handlers are async and mostly wait; CPU-heavy work inside one
+//! belongs in `tokio::task::spawn_blocking`, as anywhere in tokio.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-use async_nats::Message;
-use opentelemetry::KeyValue;
-use tokio::sync::OwnedSemaphorePermit;
-use tokio::task::JoinSet;
 
 use crate::jetstream::settle::JetStreamDelivery;
 use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
+use async_nats::Message;
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use opentelemetry::KeyValue;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
 
 /// Counts handler runs in progress across a runtime, for shutdown reports.
 #[derive(Clone, Default)]
@@ -39,6 +47,9 @@ impl Drop for InFlightGuard {
     }
 }
 
+/// One message's run, from extraction to the ended span.
+type Run = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// The runs of one handler.
 pub(crate) struct Runs {
     handler: &'static Handler,
@@ -46,7 +57,13 @@ pub(crate) struct Runs {
     /// Built once for all of the handler's messages.
     metric_attributes: Arc<[KeyValue]>,
     in_flight: InFlight,
-    tasks: JoinSet<()>,
+    /// One permit per run in progress, at most the handler's concurrency.
+    permits: Arc<Semaphore>,
+    /// To the task that polls the runs; closed by `finish`.
+    runs: Option<mpsc::UnboundedSender<Run>>,
+    /// That task. Dropping `Runs` unfinished (shutdown timed out and aborted
+    /// the feeding task) aborts it, and with it every run.
+    runner: Option<JoinHandle<()>>,
 }
 
 impl Runs {
@@ -56,18 +73,26 @@ impl Runs {
         publisher: Publisher,
         in_flight: InFlight,
     ) -> Self {
+        let (runs, queued) = mpsc::unbounded_channel();
         Runs {
             handler,
             metric_attributes: pipeline::metric_attributes(handler, consumer_group, &publisher),
             publisher,
             in_flight,
-            tasks: JoinSet::new(),
+            permits: Arc::new(Semaphore::new(handler.concurrency())),
+            runs: Some(runs),
+            runner: Some(tokio::spawn(run_all(queued))),
         }
     }
 
-    /// Processes `message` in its own task, holding `permit` until it is done.
+    /// The permits a message needs before it may start.
+    pub(crate) fn permits(&self) -> &Arc<Semaphore> {
+        &self.permits
+    }
+
+    /// Starts processing `message`, holding `permit` until it is done.
     pub(crate) fn start(
-        &mut self,
+        &self,
         message: Message,
         jetstream: Option<JetStreamDelivery>,
         permit: OwnedSemaphorePermit,
@@ -76,25 +101,50 @@ impl Runs {
         let handler = self.handler;
         let publisher = self.publisher.clone();
         let attributes = self.metric_attributes.clone();
-        self.tasks.spawn(async move {
-            // Boxed: the pipeline's future is large, and a spawned task's
-            // future is moved into its cell.
-            let _result = Box::pin(pipeline::process(
-                handler,
-                message,
-                jetstream,
-                &publisher,
-                &attributes,
-            ))
-            .await;
+        let run = Box::pin(async move {
+            let _result =
+                pipeline::process(handler, message, jetstream, &publisher, &attributes).await;
             drop((permit, guard));
         });
-        // Reap finished runs so the set stays as small as the concurrency.
-        while self.tasks.try_join_next().is_some() {}
+        if let Some(runs) = &self.runs
+            && runs.send(run).is_err()
+        {
+            tracing::error!(handler = handler.name(), "the handler's runner is gone");
+        }
     }
 
     /// Waits until every started run has finished.
     pub(crate) async fn finish(mut self) {
-        while self.tasks.join_next().await.is_some() {}
+        self.runs = None;
+        if let Some(runner) = self.runner.take()
+            && let Err(error) = runner.await
+        {
+            tracing::error!(handler = self.handler.name(), %error, "the handler's runner failed");
+        }
+    }
+}
+
+impl Drop for Runs {
+    fn drop(&mut self) {
+        if let Some(runner) = &self.runner {
+            runner.abort();
+        }
+    }
+}
+
+/// Polls every run until it ends, taking new ones as they come, until the
+/// sender is gone and no run is left.
+async fn run_all(mut queued: mpsc::UnboundedReceiver<Run>) {
+    let mut running = FuturesUnordered::new();
+    let mut open = true;
+    loop {
+        tokio::select! {
+            run = queued.recv(), if open => match run {
+                Some(run) => running.push(run),
+                None => open = false,
+            },
+            Some(()) = running.next(), if !running.is_empty() => {}
+            else => break,
+        }
     }
 }

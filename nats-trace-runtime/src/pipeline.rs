@@ -14,8 +14,8 @@ use async_nats::header::{HeaderValue, NATS_MESSAGE_ID};
 use async_nats::{Client, HeaderMap, Message, Subject};
 use futures_util::FutureExt as _;
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue, StringValue};
 
 use crate::context::Delivery;
 use crate::jetstream::JetStreamInfo;
@@ -102,10 +102,15 @@ fn start_process_span(
     parent: &Context,
     telemetry: &Telemetry,
 ) -> Context {
+    // The subscription subject itself when it has no wildcards: no copy.
+    let destination = match message.subject.as_str() {
+        subject if subject == handler.subject() => StringValue::from(handler.subject()),
+        subject => StringValue::from(subject.to_string()),
+    };
     let mut attributes = semconv::messaging_attributes(
         semconv::operation_name::PROCESS,
         semconv::operation_type::PROCESS,
-        message.subject.to_string(),
+        destination,
         handler.subject(),
         10,
     );
@@ -124,13 +129,10 @@ fn start_process_span(
     }
     attributes.extend_from_slice(telemetry.server_attributes());
 
-    let tracer = telemetry.tracer();
-    let span = tracer
-        .span_builder(handler.span_name())
+    let builder = SpanBuilder::from_name(handler.span_name())
         .with_kind(SpanKind::Consumer)
-        .with_attributes(attributes)
-        .start_with_context(tracer, parent);
-    parent.with_span(span)
+        .with_attributes(attributes);
+    telemetry.start_span(builder, parent)
 }
 
 fn message_id(headers: Option<&HeaderMap>) -> Option<&str> {

@@ -306,8 +306,15 @@ impl Builder {
             propagation::install_default_if_unset();
         }
         let (address, port) = connection::server_address(url.as_deref(), &client.server_info());
+        // The provider set up from the environment is also the global one;
+        // holding it directly spares a box per span.
+        let tracer_provider = self.tracer_provider.or_else(|| {
+            installed
+                .as_ref()
+                .and_then(|installed| installed.tracer_provider.clone())
+        });
         let telemetry = Telemetry::new(
-            self.tracer_provider,
+            tracer_provider,
             self.meter_provider.as_ref(),
             self.propagation,
         )

@@ -1,12 +1,11 @@
 //! Feeding one handler from its core NATS subscription: each message in its
 //! own task, at most `concurrency` at a time, until the runtime stops.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::{Client, Subscriber};
 use futures_util::StreamExt;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::dispatch::{InFlight, Runs};
 use crate::error::Error;
@@ -47,8 +46,8 @@ pub(crate) async fn serve(
     in_flight: InFlight,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(handler.concurrency()));
-    let mut runs = Runs::new(handler, handler.queue(), publisher, in_flight);
+    let runs = Runs::new(handler, handler.queue(), publisher, in_flight);
+    let permits = runs.permits().clone();
     let mut draining = false;
     loop {
         let next = if draining {

@@ -16,10 +16,10 @@ use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy};
 use async_nats::jetstream::stream::ConsumerErrorKind;
 use bytes::Bytes;
 use futures_util::StreamExt;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use super::JetStreamInfo;
-use super::settle::{JetStreamDelivery, Original};
+use super::settle::{JetStreamDelivery, Original, SettleMetricAttributes};
 use super::spec::JetStreamSpec;
 use crate::backoff::Backoff;
 use crate::dispatch::{InFlight, Runs};
@@ -96,8 +96,13 @@ pub(crate) async fn serve(
     in_flight: InFlight,
     mut stop: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(handler.concurrency()));
-    let mut runs = Runs::new(handler, Some(spec.consumer), publisher.clone(), in_flight);
+    let runs = Runs::new(handler, Some(spec.consumer), publisher.clone(), in_flight);
+    let permits = runs.permits().clone();
+    let settle_metrics = Arc::new(SettleMetricAttributes::new(
+        handler,
+        spec,
+        publisher.telemetry(),
+    ));
     let mut failures = 0u32;
     loop {
         // Wait for room for at least one message, unless stopping.
@@ -168,7 +173,7 @@ pub(crate) async fn serve(
                 }
                 continue;
             }
-            let Some(delivery) = delivery(spec, &mut message) else {
+            let Some(delivery) = delivery(spec, &mut message, &settle_metrics) else {
                 tracing::warn!(
                     handler = handler.name(),
                     "a message without JetStream metadata was skipped"
@@ -195,6 +200,7 @@ pub(crate) async fn serve(
 fn delivery(
     spec: &'static JetStreamSpec,
     message: &mut async_nats::jetstream::Message,
+    metric_attributes: &Arc<SettleMetricAttributes>,
 ) -> Option<JetStreamDelivery> {
     let (stream_sequence, delivered) = {
         let info = message.info().ok()?;
@@ -219,6 +225,7 @@ fn delivery(
             headers: inner.headers.clone(),
             payload: Bytes::clone(&inner.payload),
         },
+        metric_attributes: metric_attributes.clone(),
     })
 }
 

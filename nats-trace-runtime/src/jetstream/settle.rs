@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::header::{HeaderName, HeaderValue};
@@ -10,8 +11,8 @@ use async_nats::jetstream::AckKind;
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use opentelemetry::context::FutureExt as _;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue, StringValue};
 
 use super::JetStreamInfo;
 use super::spec::JetStreamSpec;
@@ -50,6 +51,49 @@ pub(crate) struct JetStreamDelivery {
     pub(crate) ack_subject: Subject,
     /// The original message, for a dead letter.
     pub(crate) original: Original,
+    /// The handler's settle metric attributes, built once.
+    pub(crate) metric_attributes: Arc<SettleMetricAttributes>,
+}
+
+/// The metric attributes of each settle operation of one handler.
+pub(crate) struct SettleMetricAttributes {
+    ack: Vec<KeyValue>,
+    nak: Vec<KeyValue>,
+    term: Vec<KeyValue>,
+    progress: Vec<KeyValue>,
+}
+
+impl SettleMetricAttributes {
+    pub(crate) fn new(
+        handler: &'static Handler,
+        spec: &'static JetStreamSpec,
+        telemetry: &crate::telemetry::Telemetry,
+    ) -> Self {
+        let build = |operation| {
+            metrics::attributes(
+                operation,
+                semconv::operation_type::SETTLE,
+                handler.subject(),
+                Some(spec.consumer),
+                telemetry.server_attributes(),
+            )
+        };
+        SettleMetricAttributes {
+            ack: build("ack"),
+            nak: build("nak"),
+            term: build("term"),
+            progress: build("progress"),
+        }
+    }
+
+    fn get(&self, operation: &str) -> &[KeyValue] {
+        match operation {
+            "ack" => &self.ack,
+            "nak" => &self.nak,
+            "term" => &self.term,
+            _ => &self.progress,
+        }
+    }
 }
 
 /// A copy of the delivered message (cheap for the body, which is shared).
@@ -296,33 +340,29 @@ async fn traced(
     settle: impl Future<Output = Result<(), (&'static str, String)>>,
 ) {
     let telemetry = publisher.telemetry();
+    let destination = match delivery.original.subject.as_str() {
+        subject if subject == handler.subject() => StringValue::from(handler.subject()),
+        subject => StringValue::from(subject.to_string()),
+    };
     let mut attributes = semconv::messaging_attributes(
         operation,
         semconv::operation_type::SETTLE,
-        delivery.original.subject.to_string(),
+        destination,
         handler.subject(),
         14,
     );
     attributes.extend(delivery.info.attributes());
     attributes.extend_from_slice(extra);
     attributes.extend_from_slice(telemetry.server_attributes());
-    let tracer = telemetry.tracer();
-    let span = tracer
-        .span_builder(format!("{operation} {}", handler.subject()))
+    let name = crate::publisher::names::names(operation, handler.subject()).span_name;
+    let builder = SpanBuilder::from_name(name)
         .with_kind(SpanKind::Client)
-        .with_attributes(attributes)
-        .start_with_context(tracer, cx);
-    let settle_cx = cx.with_span(span);
+        .with_attributes(attributes);
+    let settle_cx = telemetry.start_span(builder, cx);
     let started = std::time::Instant::now();
     let outcome = settle.await;
     telemetry.metrics().operation(
-        &metrics::attributes(
-            operation,
-            semconv::operation_type::SETTLE,
-            handler.subject(),
-            Some(delivery.info.consumer),
-            telemetry.server_attributes(),
-        ),
+        delivery.metric_attributes.get(operation),
         started.elapsed(),
         0,
         None,

@@ -3,7 +3,7 @@
 use async_nats::jetstream::Context as JetStream;
 use async_nats::jetstream::context::GetStreamErrorKind;
 use async_nats::jetstream::stream::{Config, RetentionPolicy, StorageType};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 
 use super::spec::{Retention, Storage, StreamSpec};
@@ -40,18 +40,15 @@ pub(crate) async fn ensure_all(
     telemetry: &Telemetry,
 ) -> Result<(), Error> {
     for stream in streams {
-        let tracer = telemetry.tracer();
         let mut attributes = vec![
             KeyValue::new(semconv::MESSAGING_SYSTEM, semconv::SYSTEM_NATS),
             KeyValue::new(semconv::MESSAGING_NATS_STREAM, stream.name),
         ];
         attributes.extend_from_slice(telemetry.server_attributes());
-        let span = tracer
-            .span_builder(format!("ensure_stream {}", stream.name))
+        let builder = SpanBuilder::from_name(format!("ensure_stream {}", stream.name))
             .with_kind(SpanKind::Client)
-            .with_attributes(attributes)
-            .start(tracer);
-        let cx = Context::new().with_span(span);
+            .with_attributes(attributes);
+        let cx = telemetry.start_span(builder, &Context::new());
         let result = ensure(jetstream, stream).await;
         let span = cx.span();
         match &result {

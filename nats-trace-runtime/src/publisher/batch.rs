@@ -3,7 +3,7 @@
 
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use opentelemetry::trace::{Link, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{Link, SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use serde::Serialize;
 
@@ -81,15 +81,15 @@ impl Publisher {
             total as i64,
         ));
         attributes.extend_from_slice(self.inner.telemetry.server_attributes());
-        let parent = Context::current();
-        let tracer = self.inner.telemetry.tracer();
-        let span = tracer
-            .span_builder(format!("{} {subject}", semconv::operation_name::PUBLISH))
+        let names = super::names::names(semconv::operation_name::PUBLISH, subject);
+        let builder = SpanBuilder::from_name(names.span_name.clone())
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
-            .with_links(links)
-            .start_with_context(tracer, &parent);
-        let cx = parent.with_span(span);
+            .with_links(links);
+        let cx = self
+            .inner
+            .telemetry
+            .start_span(builder, &Context::current());
 
         let started = std::time::Instant::now();
         let mut attempts = 0;
@@ -97,13 +97,13 @@ impl Publisher {
             let sent = match self.inner.retry {
                 None => {
                     attempts += 1;
-                    self.attempt_core(subject, message.headers, message.body, None)
+                    self.attempt_core(names.nats_subject(), message.headers, message.body, None)
                         .await
                 }
                 Some(policy) => {
                     let (sent, tries) = retry(&cx, subject, policy, || {
                         self.attempt_core(
-                            subject,
+                            names.nats_subject(),
                             message.headers.clone(),
                             message.body.clone(),
                             Some(policy.attempt_timeout),
@@ -168,11 +168,10 @@ impl Publisher {
     ) -> Result<(Created, SpanContext), PublishError> {
         let encoded = encode(subject, item);
         let cx = self.start_span(
-            format!("{} {subject}", semconv::operation_name::CREATE),
+            &super::names::names(semconv::operation_name::CREATE, subject),
             SpanKind::Producer,
             semconv::operation_name::CREATE,
             semconv::operation_type::CREATE,
-            subject,
             &HeaderMap::new(),
             encoded.as_ref().ok().map(Bytes::len),
         );

@@ -3,9 +3,11 @@
 
 mod batch;
 pub(crate) mod current;
+pub(crate) mod names;
 mod request;
 mod retry;
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -14,9 +16,9 @@ use std::time::Duration;
 use async_nats::header::{HeaderValue, NATS_MESSAGE_ID};
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::publish::PublishAck;
-use async_nats::{Client, HeaderMap};
+use async_nats::{Client, HeaderMap, Subject};
 use bytes::Bytes;
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Serialize;
@@ -28,6 +30,7 @@ use crate::semconv;
 use crate::telemetry::Telemetry;
 
 pub use batch::{BatchFailure, BatchReport};
+use names::Names;
 pub use request::RequestError;
 pub use retry::RetryPolicy;
 
@@ -294,8 +297,8 @@ impl Publisher {
         headers: HeaderMap,
         body: Bytes,
     ) -> Result<(), PublishError> {
-        self.send(subject, headers, body, |headers, body, confirm| {
-            self.attempt_core(subject, headers, body, confirm)
+        self.send(subject, headers, body, |names, headers, body, confirm| {
+            self.attempt_core(names, headers, body, confirm)
         })
         .await
     }
@@ -337,8 +340,8 @@ impl Publisher {
         if self.inner.retry.is_some() && headers.get(NATS_MESSAGE_ID).is_none() {
             headers.insert(NATS_MESSAGE_ID, nuid::next().to_string());
         }
-        self.send(subject, headers, body, |headers, body, confirm| {
-            self.attempt_jetstream(subject, headers, body, confirm)
+        self.send(subject, headers, body, |names, headers, body, confirm| {
+            self.attempt_jetstream(names, headers, body, confirm)
         })
         .await
     }
@@ -353,15 +356,15 @@ impl Publisher {
         attempt: F,
     ) -> Result<R, PublishError>
     where
-        F: Fn(HeaderMap, Bytes, Option<Duration>) -> Fut,
+        F: Fn(Subject, HeaderMap, Bytes, Option<Duration>) -> Fut,
         Fut: Future<Output = Result<R, PublishError>>,
     {
+        let names = names::names(semconv::operation_name::PUBLISH, subject);
         let cx = self.start_span(
-            format!("{} {subject}", semconv::operation_name::PUBLISH),
+            &names,
             SpanKind::Producer,
             semconv::operation_name::PUBLISH,
             semconv::operation_type::SEND,
-            subject,
             &headers,
             Some(body.len()),
         );
@@ -369,10 +372,15 @@ impl Publisher {
         let started = std::time::Instant::now();
         let body_size = body.len();
         let result = match self.inner.retry {
-            None => attempt(headers, body, None).await,
+            None => attempt(names.nats_subject(), headers, body, None).await,
             Some(policy) => {
                 let (result, attempts) = retry(&cx, subject, policy, || {
-                    attempt(headers.clone(), body.clone(), Some(policy.attempt_timeout))
+                    attempt(
+                        names.nats_subject(),
+                        headers.clone(),
+                        body.clone(),
+                        Some(policy.attempt_timeout),
+                    )
                 })
                 .await;
                 cx.span().set_attribute(KeyValue::new(
@@ -443,15 +451,15 @@ impl Publisher {
     /// the message within that time.
     async fn attempt_core(
         &self,
-        subject: &str,
+        subject: Subject,
         headers: HeaderMap,
         body: Bytes,
         confirm: Option<Duration>,
     ) -> Result<(), PublishError> {
-        self.check_connected(subject, confirm)?;
+        self.check_connected(&subject, confirm)?;
         let client = &self.inner.client;
         client
-            .publish_with_headers(subject.to_string(), headers, body)
+            .publish_with_headers(subject.clone(), headers, body)
             .await
             .map_err(|source| PublishError::Publish {
                 subject: subject.to_string(),
@@ -459,7 +467,7 @@ impl Publisher {
             })?;
         match confirm {
             None => Ok(()),
-            Some(timeout) => tokio::time::timeout(timeout, self.round_trip(subject))
+            Some(timeout) => tokio::time::timeout(timeout, self.round_trip(&subject))
                 .await
                 .map_err(|_| PublishError::Timeout {
                     subject: subject.to_string(),
@@ -491,12 +499,12 @@ impl Publisher {
     /// (or the JetStream context's own timeout).
     async fn attempt_jetstream(
         &self,
-        subject: &str,
+        subject: Subject,
         headers: HeaderMap,
         body: Bytes,
         confirm: Option<Duration>,
     ) -> Result<PublishAck, PublishError> {
-        self.check_connected(subject, confirm)?;
+        self.check_connected(&subject, confirm)?;
         let jetstream_error = |source| PublishError::JetStream {
             subject: subject.to_string(),
             source,
@@ -505,7 +513,7 @@ impl Publisher {
             let ack: PublishAckFuture = self
                 .inner
                 .jetstream
-                .publish_with_headers(subject.to_string(), headers, body)
+                .publish_with_headers(subject.clone(), headers, body)
                 .await
                 .map_err(jetstream_error)?;
             ack.await.map_err(jetstream_error)
@@ -525,24 +533,24 @@ impl Publisher {
 
     /// Starts a span as a child of the current context, with the messaging
     /// attributes set at start.
-    #[allow(clippy::too_many_arguments)]
     fn start_span(
         &self,
-        name: String,
+        names: &Names,
         kind: SpanKind,
         operation_name: &'static str,
         operation_type: &'static str,
-        subject: &str,
         headers: &HeaderMap,
         body_size: Option<usize>,
     ) -> Context {
-        // One shared string for both attributes.
-        let subject_value = opentelemetry::StringValue::from(Arc::<str>::from(subject));
+        let subject = match &names.subject {
+            Cow::Borrowed(subject) => opentelemetry::StringValue::from(*subject),
+            Cow::Owned(subject) => opentelemetry::StringValue::from(Arc::<str>::from(&**subject)),
+        };
         let mut attributes = semconv::messaging_attributes(
             operation_name,
             operation_type,
-            subject_value.clone(),
-            subject_value,
+            subject.clone(),
+            subject,
             10,
         );
         if let Some(size) = body_size {
@@ -555,14 +563,12 @@ impl Publisher {
             attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_string()));
         }
         attributes.extend_from_slice(self.inner.telemetry.server_attributes());
-        let parent = Context::current();
-        let tracer = self.inner.telemetry.tracer();
-        let span = tracer
-            .span_builder(name)
+        let builder = SpanBuilder::from_name(names.span_name.clone())
             .with_kind(kind)
-            .with_attributes(attributes)
-            .start_with_context(tracer, &parent);
-        parent.with_span(span)
+            .with_attributes(attributes);
+        self.inner
+            .telemetry
+            .start_span(builder, &Context::current())
     }
 }
 

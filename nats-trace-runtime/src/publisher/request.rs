@@ -129,12 +129,12 @@ impl Publisher {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Message, RequestError> {
+        let names = super::names::names(semconv::operation_name::REQUEST, subject);
         let cx = self.start_span(
-            format!("{} {subject}", semconv::operation_name::REQUEST),
+            &names,
             SpanKind::Client,
             semconv::operation_name::REQUEST,
             semconv::operation_type::SEND,
-            subject,
             &headers,
             Some(body.len()),
         );
@@ -148,7 +148,7 @@ impl Publisher {
         let result = self
             .inner
             .client
-            .send_request(subject.to_string(), request)
+            .send_request(names.nats_subject(), request)
             .await
             .map_err(|source| match source.kind() {
                 RequestErrorKind::TimedOut => RequestError::Timeout {

@@ -8,7 +8,7 @@ use opentelemetry::global;
 use opentelemetry::propagation::{TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SimpleSpanProcessor};
 
 use super::accounting::{SpanCounts, SpanReport};
@@ -111,9 +111,8 @@ fn install_propagators(kinds: &[PropagatorKind]) {
     let propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = kinds
         .iter()
         .map(|kind| match kind {
-            PropagatorKind::TraceContext => {
-                Box::new(TraceContextPropagator::new()) as Box<dyn TextMapPropagator + Send + Sync>
-            }
+            PropagatorKind::TraceContext => Box::new(crate::propagation::TraceContext::new())
+                as Box<dyn TextMapPropagator + Send + Sync>,
             PropagatorKind::Baggage => Box::new(BaggagePropagator::new()),
         })
         .collect();

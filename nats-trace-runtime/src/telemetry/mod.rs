@@ -10,10 +10,11 @@ pub mod metrics;
 
 use std::sync::Arc;
 
-use opentelemetry::global::{self, BoxedTracer, ObjectSafeTracerProvider};
-use opentelemetry::{InstrumentationScope, KeyValue, StringValue};
+use opentelemetry::global::{self, BoxedTracer};
+use opentelemetry::trace::{SpanBuilder, TraceContextExt as _};
+use opentelemetry::{Context, InstrumentationScope, KeyValue, StringValue};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 use self::metrics::Metrics;
 
@@ -28,11 +29,22 @@ pub(crate) fn scope() -> InstrumentationScope {
         .build()
 }
 
+/// Where spans come from.
+#[derive(Clone)]
+enum SpanTracer {
+    /// The SDK tracer of a provider the runtime holds: its spans are not
+    /// boxed once more on the way.
+    Sdk(SdkTracer),
+    /// The global provider's tracer, whatever the application installed.
+    Global(Arc<BoxedTracer>),
+}
+
 /// Everything the pipeline needs to trace, shared by all handlers of a runtime.
 #[derive(Clone)]
 pub(crate) struct Telemetry {
-    tracer: Arc<BoxedTracer>,
-    /// Flushed at shutdown when the application handed it to the builder.
+    tracer: SpanTracer,
+    /// Flushed at shutdown: the provider handed to the builder, or the one
+    /// the runtime set up from the environment.
     provider: Option<SdkTracerProvider>,
     pub(crate) propagation: Propagation,
     server: Arc<[KeyValue]>,
@@ -48,8 +60,11 @@ impl Telemetry {
         propagation: Propagation,
     ) -> Self {
         let tracer = match &provider {
-            Some(provider) => BoxedTracer::new(provider.boxed_tracer(scope())),
-            None => global::tracer_with_scope(scope()),
+            Some(provider) => {
+                use opentelemetry::trace::TracerProvider as _;
+                SpanTracer::Sdk(provider.tracer_with_scope(scope()))
+            }
+            None => SpanTracer::Global(Arc::new(global::tracer_with_scope(scope()))),
         };
         let meter = match meter_provider {
             Some(provider) => {
@@ -59,7 +74,7 @@ impl Telemetry {
             None => global::meter_with_scope(scope()),
         };
         Telemetry {
-            tracer: Arc::new(tracer),
+            tracer,
             provider,
             propagation,
             server: Arc::from(Vec::new()),
@@ -88,16 +103,24 @@ impl Telemetry {
         self
     }
 
-    pub(crate) fn tracer(&self) -> &BoxedTracer {
-        &self.tracer
+    /// Starts the span `builder` describes as a child of `parent`, and
+    /// returns `parent` with it.
+    pub(crate) fn start_span(&self, builder: SpanBuilder, parent: &Context) -> Context {
+        match &self.tracer {
+            SpanTracer::Sdk(tracer) => parent.with_span(builder.start_with_context(tracer, parent)),
+            SpanTracer::Global(tracer) => {
+                parent.with_span(builder.start_with_context(&**tracer, parent))
+            }
+        }
     }
 
     pub(crate) fn server_attributes(&self) -> &[KeyValue] {
         &self.server
     }
 
-    /// Exports every finished span of the provider handed to the builder.
-    /// Spans of the global provider are flushed by whoever installed it.
+    /// Exports every finished span of the runtime's provider. Spans of a
+    /// global provider the application installed are flushed by the
+    /// application.
     pub(crate) async fn flush(&self) {
         let Some(provider) = self.provider.clone() else {
             return;

@@ -16,7 +16,11 @@ use opentelemetry::Context;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
-use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::propagation::BaggagePropagator;
+
+mod trace_context;
+
+pub use trace_context::TraceContext;
 
 /// Which propagator the runtime uses.
 #[derive(Clone, Default)]
@@ -74,6 +78,15 @@ pub(crate) fn mark_configured() {
     CONFIGURED.store(true, Ordering::Relaxed);
 }
 
+/// The propagator the runtime installs when none was chosen: W3C Trace
+/// Context (the fast [`TraceContext`]) and W3C Baggage.
+pub fn default_propagator() -> TextMapCompositePropagator {
+    TextMapCompositePropagator::new(vec![
+        Box::new(TraceContext::new()),
+        Box::new(BaggagePropagator::new()),
+    ])
+}
+
 /// Installs W3C TraceContext + Baggage as the global propagator, unless the
 /// application installed one itself (or `OTEL_PROPAGATORS` chose one). The
 /// API's default global propagator is its no-op one, which is how an unset
@@ -86,10 +99,7 @@ pub fn install_default_if_unset() {
         format!("{p:?}").starts_with("NoopTextMapPropagator")
     });
     if unset {
-        opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
-            Box::new(TraceContextPropagator::new()),
-            Box::new(BaggagePropagator::new()),
-        ]));
+        opentelemetry::global::set_text_map_propagator(default_propagator());
     }
 }
 
@@ -135,15 +145,21 @@ fn header_name(key: &str) -> Option<HeaderName> {
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        // Exact match first, without collecting: this runs for every message.
-        if let Some(name) = header_name(key)
-            && let Some(value) = self.0.get(name)
-        {
-            return Some(value.as_str());
+        // One pass over the few headers a message carries, cheaper than
+        // hashing the name for every field. An exact name wins over one
+        // that only matches ignoring case.
+        let mut loose = None;
+        for (name, values) in self.0.iter() {
+            let name: &str = name.as_ref();
+            if name == key {
+                if let Some(value) = values.first() {
+                    return Some(value.as_str());
+                }
+            } else if loose.is_none() && name.eq_ignore_ascii_case(key) {
+                loose = values.first();
+            }
         }
-        self.case_insensitive(key)
-            .find_map(|values| values.first())
-            .map(HeaderValue::as_str)
+        loose.map(HeaderValue::as_str)
     }
 
     fn keys(&self) -> Vec<&str> {
@@ -162,11 +178,13 @@ pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        let (Some(name), Ok(value)) = (header_name(key), HeaderValue::from_str(&value)) else {
+        // The same check `HeaderValue::from_str` makes, without copying the value.
+        let line_break = value.bytes().any(|b| b == b'\r' || b == b'\n');
+        let (Some(name), false) = (header_name(key), line_break) else {
             tracing::debug!(key, "skipping a propagation header NATS cannot carry");
             return;
         };
-        self.0.insert(name, value);
+        self.0.insert(name, HeaderValue::from(value));
     }
 }
 
@@ -176,6 +194,7 @@ mod tests {
     use opentelemetry::trace::{
         SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState,
     };
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
 
     fn propagation() -> Propagation {
         Propagation::Custom(Arc::new(TraceContextPropagator::new()))
