@@ -12,6 +12,9 @@
 //! - `raw+header`: the same with a fixed `traceparent` header read on arrival,
 //!   the floor for any instrumentation that propagates a trace (not a ratio
 //!   of the `RESULT` line);
+//! - `2 SDK spans`: the OpenTelemetry SDK alone, no NATS: a PRODUCER span and
+//!   its CONSUMER child per message through the same batch processor, the
+//!   CPU floor of any SDK-based tracing of a message (CPU only);
 //! - `sampled`: `Publisher::publish` and a `#[nats_subscriber]` handler, every
 //!   span sampled and fed through the batch processor to a discarding exporter;
 //! - `unsampled`: the same with parent-based sampling and an unsampled root:
@@ -261,6 +264,53 @@ async fn raw_with_header(server: &NatsServer, count: u64, size: usize) -> Measur
     measure
 }
 
+/// The OpenTelemetry SDK alone, no NATS: per message, a PRODUCER span and
+/// its CONSUMER child with the attributes the pipeline sets, through the
+/// same batch processor and discarding exporter as `sampled`. What any
+/// instrumentation built on the SDK pays at least for two spans.
+fn sdk_spans_only(count: u64) -> Measure {
+    use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider as _};
+    use opentelemetry::{Context, KeyValue};
+    let (provider, _) = provider(Sampler::AlwaysOn);
+    let tracer = provider.tracer("bench");
+    let attributes = |operation: &'static str| {
+        vec![
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.operation.name", operation),
+            KeyValue::new("messaging.operation.type", operation),
+            KeyValue::new("messaging.destination.name", "bench.traced"),
+            KeyValue::new("messaging.destination.template", "bench.traced"),
+            KeyValue::new("messaging.message.body.size", 100_i64),
+            KeyValue::new("server.address", "127.0.0.1"),
+            KeyValue::new("server.port", 4222_i64),
+        ]
+    };
+    let (started, cpu) = (Instant::now(), cpu_time());
+    for _ in 0..count {
+        let producer = tracer
+            .span_builder("publish bench.traced")
+            .with_kind(SpanKind::Producer)
+            .with_attributes(attributes("publish"))
+            .start(&tracer);
+        let cx = Context::new().with_span(producer);
+        let consumer = tracer
+            .span_builder("process bench.traced")
+            .with_kind(SpanKind::Consumer)
+            .with_attributes(attributes("process"))
+            .start_with_context(&tracer, &cx);
+        let consumer_cx = cx.with_span(consumer);
+        consumer_cx.span().end();
+        cx.span().end();
+    }
+    let measure = Measure {
+        messages: count,
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: cpu_time() - cpu,
+    };
+    let _ = provider.shutdown();
+    measure
+}
+
 async fn start(
     server: &NatsServer,
     provider: &SdkTracerProvider,
@@ -426,6 +476,7 @@ async fn main() {
                 traced_run(&server, sampler, count, size, None).await.0
             }
             "header" => raw_with_header(&server, count, size).await,
+            "spans" => sdk_spans_only(count),
             "js" => {
                 fill_stream(&server, count, size).await;
                 jetstream_traced(&server, count).await.0
@@ -444,6 +495,9 @@ async fn main() {
     raw(&server, count / 10, size).await;
     let raw = raw(&server, count, size).await;
     let header = raw_with_header(&server, count, size).await;
+    let spans_only = tokio::task::spawn_blocking(move || sdk_spans_only(count))
+        .await
+        .expect("spans");
     let (sampled, _, sampled_spans) =
         traced_run(&server, Sampler::AlwaysOn, count, size, None).await;
     let unsampled_sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
@@ -482,6 +536,14 @@ async fn main() {
     };
     row("raw", &raw, &raw);
     row("raw+header", &header, &raw);
+    println!(
+        "{:<12} {:>12} {:>10} {:>14.2} {:>9.2}x",
+        "2 SDK spans",
+        "-",
+        "-",
+        spans_only.cpu_us_per_message(),
+        spans_only.cpu_us_per_message() / raw.cpu_us_per_message()
+    );
     row("sampled", &sampled, &raw);
     row("unsampled", &unsampled, &raw);
     row("js-raw", &js_raw, &js_raw);

@@ -179,7 +179,7 @@ pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
         // The same check `HeaderValue::from_str` makes, without copying the value.
-        let line_break = value.bytes().any(|b| b == b'\r' || b == b'\n');
+        let line_break = memchr::memchr2(b'\r', b'\n', value.as_bytes()).is_some();
         let (Some(name), false) = (header_name(key), line_break) else {
             tracing::debug!(key, "skipping a propagation header NATS cannot carry");
             return;
