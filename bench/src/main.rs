@@ -2,7 +2,7 @@
 //! async-nats, measured in one run against one local nats-server.
 //!
 //! ```text
-//! cargo run --release -p nats-trace-bench -- [--messages 300000] [--size 100]
+//! cargo run --release -p nats-trace-bench -- [--messages 300000] [--size 100] [--rounds 3]
 //! ```
 //!
 //! Variants, each closed-loop (the publisher stays at most `WINDOW` messages
@@ -22,6 +22,9 @@
 //! - `js-raw` / `js-traced`: draining a JetStream stream of pre-published
 //!   messages, with a raw pull consumer that decodes and acks, against a
 //!   traced `#[nats_subscriber(stream = ..)]` handler.
+//!
+//! Every variant runs once per round, rounds interleaved, and the table shows
+//! each variant's median round.
 //!
 //! The last line is `RESULT ratio_sampled=.. ratio_unsampled=..
 //! ratio_jetstream=.. spans_dropped=.. rss_growth_pct=..`.
@@ -139,6 +142,12 @@ impl Measure {
     fn cpu_us_per_message(&self) -> f64 {
         self.cpu_seconds * 1e6 / self.messages as f64
     }
+}
+
+/// The measure with the median throughput.
+fn median(mut measures: Vec<Measure>) -> Measure {
+    measures.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+    measures[measures.len() / 2]
 }
 
 /// User + system CPU time of this process.
@@ -402,7 +411,7 @@ async fn jetstream_raw(server: &NatsServer, count: u64) -> Measure {
     let jetstream = async_nats::jetstream::new(client);
     let stream = jetstream.get_stream("BENCH").await.expect("stream");
     let consumer = stream
-        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+        .get_or_create_consumer("raw", async_nats::jetstream::consumer::pull::Config {
             durable_name: Some("raw".into()),
             ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
             ..Default::default()
@@ -493,19 +502,30 @@ async fn main() {
 
     // Warm up connections, allocators and the page cache.
     raw(&server, count / 10, size).await;
-    let raw = raw(&server, count, size).await;
-    let header = raw_with_header(&server, count, size).await;
-    let spans_only = tokio::task::spawn_blocking(move || sdk_spans_only(count))
-        .await
-        .expect("spans");
-    let (sampled, _, sampled_spans) =
-        traced_run(&server, Sampler::AlwaysOn, count, size, None).await;
-    let unsampled_sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
-    let (unsampled, _, _) = traced_run(&server, unsampled_sampler, count, size, None).await;
-
-    fill_stream(&server, count, size).await;
-    let js_raw = jetstream_raw(&server, count).await;
-    let (js_traced, _) = jetstream_traced(&server, count).await;
+    // Interleaved rounds, each variant's median taken: throughput on a small
+    // shared machine drifts by more than the differences measured.
+    let rounds = arg("--rounds", 3).max(1);
+    let mut all: [Vec<Measure>; 7] = Default::default();
+    let mut sampled_spans = SpanReport::default();
+    for round in 1..=rounds {
+        println!("round {round} of {rounds}");
+        all[0].push(raw(&server, count, size).await);
+        all[1].push(raw_with_header(&server, count, size).await);
+        let spans = tokio::task::spawn_blocking(move || sdk_spans_only(count));
+        all[2].push(spans.await.expect("spans"));
+        let (sampled, _, spans) = traced_run(&server, Sampler::AlwaysOn, count, size, None).await;
+        all[3].push(sampled);
+        sampled_spans.ended += spans.ended;
+        sampled_spans.exported += spans.exported;
+        sampled_spans.dropped += spans.dropped;
+        sampled_spans.failed += spans.failed;
+        let unsampled_sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+        all[4].push(traced_run(&server, unsampled_sampler, count, size, None).await.0);
+        fill_stream(&server, count, size).await;
+        all[5].push(jetstream_raw(&server, count).await);
+        all[6].push(jetstream_traced(&server, count).await.0);
+    }
+    let [raw, header, spans_only, sampled, unsampled, js_raw, js_traced] = all.map(median);
 
     let (_, rss_marks, _) = traced_run(
         &server,
@@ -549,7 +569,7 @@ async fn main() {
     row("js-raw", &js_raw, &js_raw);
     row("js-traced", &js_traced, &js_raw);
     println!(
-        "spans (sampled): ended {} exported {} dropped {} failed {}",
+        "spans (sampled, all rounds): ended {} exported {} dropped {} failed {}",
         sampled_spans.ended, sampled_spans.exported, sampled_spans.dropped, sampled_spans.failed
     );
     println!(
