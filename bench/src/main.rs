@@ -411,11 +411,14 @@ async fn jetstream_raw(server: &NatsServer, count: u64) -> Measure {
     let jetstream = async_nats::jetstream::new(client);
     let stream = jetstream.get_stream("BENCH").await.expect("stream");
     let consumer = stream
-        .get_or_create_consumer("raw", async_nats::jetstream::consumer::pull::Config {
-            durable_name: Some("raw".into()),
-            ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
-            ..Default::default()
-        })
+        .get_or_create_consumer(
+            "raw",
+            async_nats::jetstream::consumer::pull::Config {
+                durable_name: Some("raw".into()),
+                ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            },
+        )
         .await
         .expect("consumer");
     RECEIVED.store(0, Ordering::Relaxed);
@@ -520,12 +523,24 @@ async fn main() {
         sampled_spans.dropped += spans.dropped;
         sampled_spans.failed += spans.failed;
         let unsampled_sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
-        all[4].push(traced_run(&server, unsampled_sampler, count, size, None).await.0);
+        all[4].push(
+            traced_run(&server, unsampled_sampler, count, size, None)
+                .await
+                .0,
+        );
         fill_stream(&server, count, size).await;
         all[5].push(jetstream_raw(&server, count).await);
         all[6].push(jetstream_traced(&server, count).await.0);
     }
-    let [raw, header, spans_only, sampled, unsampled, js_raw, js_traced] = all.map(median);
+    let [
+        raw,
+        header,
+        spans_only,
+        sampled,
+        unsampled,
+        js_raw,
+        js_traced,
+    ] = all.map(median);
 
     let (_, rss_marks, _) = traced_run(
         &server,

@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::JetStreamInfo;
-use super::settle::{JetStreamDelivery, Original, SettleMetricAttributes};
+use super::settle::{JetStreamDelivery, Original, Settler};
 use super::spec::JetStreamSpec;
 use crate::backoff::Backoff;
 use crate::dispatch::{InFlight, Runs};
@@ -98,11 +98,7 @@ pub(crate) async fn serve(
 ) {
     let runs = Runs::new(handler, Some(spec.consumer), publisher.clone(), in_flight);
     let permits = runs.permits().clone();
-    let settle_metrics = Arc::new(SettleMetricAttributes::new(
-        handler,
-        spec,
-        publisher.telemetry(),
-    ));
+    let settler = Arc::new(Settler::new(handler, spec, &publisher));
     let mut failures = 0u32;
     loop {
         // Wait for room for at least one message, unless stopping.
@@ -173,7 +169,7 @@ pub(crate) async fn serve(
                 }
                 continue;
             }
-            let Some(delivery) = delivery(spec, &mut message, &settle_metrics) else {
+            let Some(delivery) = delivery(spec, &mut message, &settler) else {
                 tracing::warn!(
                     handler = handler.name(),
                     "a message without JetStream metadata was skipped"
@@ -200,7 +196,7 @@ pub(crate) async fn serve(
 fn delivery(
     spec: &'static JetStreamSpec,
     message: &mut async_nats::jetstream::Message,
-    metric_attributes: &Arc<SettleMetricAttributes>,
+    settler: &Arc<Settler>,
 ) -> Option<JetStreamDelivery> {
     let (stream_sequence, delivered) = {
         let info = message.info().ok()?;
@@ -225,7 +221,7 @@ fn delivery(
             headers: inner.headers.clone(),
             payload: Bytes::clone(&inner.payload),
         },
-        metric_attributes: metric_attributes.clone(),
+        settler: settler.clone(),
     })
 }
 

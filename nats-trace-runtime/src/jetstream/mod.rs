@@ -6,6 +6,7 @@
 //! handlers; only the source of messages (`consumer`) and the settle step
 //! (`settle`) are their own.
 
+mod ack;
 pub(crate) mod consumer;
 pub(crate) mod settle;
 mod spec;

@@ -15,6 +15,7 @@ use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, StringValue};
 
 use super::JetStreamInfo;
+use super::ack::Acks;
 use super::spec::JetStreamSpec;
 use crate::outcome::{Failure, FailureKind, Reply};
 use crate::publisher::{Publisher, RetryPolicy};
@@ -22,7 +23,7 @@ use crate::registry::Handler;
 use crate::semconv;
 use crate::telemetry::metrics;
 
-/// How long a confirmed ack may take.
+/// How long the request confirming a batch of acks may take.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Dead-letter headers, next to the original ones.
@@ -51,12 +52,31 @@ pub(crate) struct JetStreamDelivery {
     pub(crate) ack_subject: Subject,
     /// The original message, for a dead letter.
     pub(crate) original: Original,
-    /// The handler's settle metric attributes, built once.
-    pub(crate) metric_attributes: Arc<SettleMetricAttributes>,
+    /// What settling the handler's messages needs, built once.
+    pub(crate) settler: Arc<Settler>,
+}
+
+/// What settling one handler's messages needs, built once per handler.
+pub(crate) struct Settler {
+    metric_attributes: SettleMetricAttributes,
+    acks: Acks,
+}
+
+impl Settler {
+    pub(crate) fn new(
+        handler: &'static Handler,
+        spec: &'static JetStreamSpec,
+        publisher: &Publisher,
+    ) -> Self {
+        Settler {
+            metric_attributes: SettleMetricAttributes::new(handler, spec, publisher.telemetry()),
+            acks: Acks::new(publisher.client().clone(), ACK_TIMEOUT),
+        }
+    }
 }
 
 /// The metric attributes of each settle operation of one handler.
-pub(crate) struct SettleMetricAttributes {
+struct SettleMetricAttributes {
     ack: Vec<KeyValue>,
     nak: Vec<KeyValue>,
     term: Vec<KeyValue>,
@@ -64,7 +84,7 @@ pub(crate) struct SettleMetricAttributes {
 }
 
 impl SettleMetricAttributes {
-    pub(crate) fn new(
+    fn new(
         handler: &'static Handler,
         spec: &'static JetStreamSpec,
         telemetry: &crate::telemetry::Telemetry,
@@ -138,17 +158,20 @@ pub(crate) async fn settle(
     result: &Result<Reply, Failure>,
     publisher: &Publisher,
 ) {
-    let client = publisher.client();
     match decide(delivery.spec, delivery.info.delivery_count, result) {
         Settlement::Ack => {
             traced(handler, &delivery, cx, publisher, "ack", &[], async {
-                let ack = client.request(delivery.ack_subject.clone(), Bytes::from(AckKind::Ack));
-                match tokio::time::timeout(ACK_TIMEOUT, ack).await {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(error)) => Err(("ack_failed", error.to_string())),
+                // Confirmed by the consumer, in a batch with other acks: a
+                // batch waits for the one before it, so allow two timeouts.
+                let ack = delivery.settler.acks.ack(delivery.ack_subject.clone());
+                match tokio::time::timeout(2 * ACK_TIMEOUT, ack).await {
+                    Ok(outcome) => outcome,
                     Err(_) => Err((
                         semconv::error_type::TIMEOUT,
-                        format!("the server did not confirm the ack within {ACK_TIMEOUT:?}"),
+                        format!(
+                            "the server did not confirm the ack within {:?}",
+                            2 * ACK_TIMEOUT
+                        ),
                     )),
                 }
             })
@@ -362,7 +385,7 @@ async fn traced(
     let started = std::time::Instant::now();
     let outcome = settle.await;
     telemetry.metrics().operation(
-        delivery.metric_attributes.get(operation),
+        delivery.settler.metric_attributes.get(operation),
         started.elapsed(),
         0,
         None,

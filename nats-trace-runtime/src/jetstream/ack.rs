@@ -1,0 +1,99 @@
+//! Confirmed acks without a request per message.
+//!
+//! A JetStream "double ack" is an ack sent as a request, answered once the
+//! consumer applied it. Sent for every message, its inbox, reply and timer
+//! were the largest cost of a traced JetStream handler. A consumer applies
+//! the acks it receives in order, so one answered ack confirms every ack
+//! sent to the same consumer before it on the same connection. Each handler
+//! (one durable consumer) gets a task that takes all acks waiting, publishes
+//! them in order, sends the last one as a request, and answers every waiter
+//! with that request's outcome. Under load one request confirms hundreds of
+//! acks; alone, an ack costs what it did before.
+
+use std::time::Duration;
+
+use async_nats::{Client, Subject};
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot};
+
+/// An ack's outcome: on failure the `error.type` and the message.
+pub(crate) type Outcome = Result<(), (&'static str, String)>;
+
+/// Most acks one request confirms.
+const MAX_BATCH: usize = 1024;
+
+/// One ack waiting to be sent and confirmed.
+struct Waiting {
+    subject: Subject,
+    confirmed: oneshot::Sender<Outcome>,
+}
+
+/// Sends one consumer's acks and confirms them in batches. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Acks {
+    waiting: mpsc::UnboundedSender<Waiting>,
+}
+
+impl Acks {
+    /// Starts the task that sends and confirms; it ends when every clone is
+    /// dropped. `timeout` bounds each confirming request.
+    pub(crate) fn new(client: Client, timeout: Duration) -> Self {
+        let (waiting, queue) = mpsc::unbounded_channel();
+        tokio::spawn(confirm_all(client, queue, timeout));
+        Acks { waiting }
+    }
+
+    /// Acks the message whose ack subject is `subject`, and waits until the
+    /// consumer applied the ack.
+    pub(crate) async fn ack(&self, subject: Subject) -> Outcome {
+        let stopped = || Err((ACK_FAILED, "the ack sender stopped".to_string()));
+        let (confirmed, confirmation) = oneshot::channel();
+        if self.waiting.send(Waiting { subject, confirmed }).is_err() {
+            return stopped();
+        }
+        confirmation.await.unwrap_or_else(|_| stopped())
+    }
+}
+
+/// The `error.type` of an ack that could not be sent or was refused.
+const ACK_FAILED: &str = "ack_failed";
+
+/// Sends whatever acks are waiting, the last as a request, and answers
+/// each waiter, until no sender is left.
+async fn confirm_all(
+    client: Client,
+    mut queue: mpsc::UnboundedReceiver<Waiting>,
+    timeout: Duration,
+) {
+    let mut batch = Vec::new();
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let Some(last) = batch.pop() else { continue };
+        let mut sent = Vec::with_capacity(batch.len());
+        for waiting in batch.drain(..) {
+            match client.publish(waiting.subject, ack_body()).await {
+                Ok(()) => sent.push(waiting.confirmed),
+                Err(error) => {
+                    let _ = waiting.confirmed.send(Err((ACK_FAILED, error.to_string())));
+                }
+            }
+        }
+        let reply = client.request(last.subject, ack_body());
+        let outcome = match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(error)) => Err((ACK_FAILED, error.to_string())),
+            Err(_) => Err((
+                crate::semconv::error_type::TIMEOUT,
+                format!("the server did not confirm the ack within {timeout:?}"),
+            )),
+        };
+        // A waiter that gave up is gone; nothing to tell it.
+        for confirmed in sent {
+            let _ = confirmed.send(outcome.clone());
+        }
+        let _ = last.confirmed.send(outcome);
+    }
+}
+
+fn ack_body() -> Bytes {
+    Bytes::from_static(b"+ACK")
+}
