@@ -49,6 +49,12 @@ pub(crate) async fn serve(
     let runs = Runs::new(handler, handler.queue(), publisher, in_flight);
     let permits = runs.permits().clone();
     let mut draining = false;
+    // One future for the whole loop: building it per message registered a
+    // new waiter on the stop signal every time.
+    let stopping = async {
+        let _ = stop.wait_for(|stopped| *stopped).await;
+    };
+    tokio::pin!(stopping);
     loop {
         let next = if draining {
             // Buffered messages come at once; the end of the stream needs the
@@ -64,12 +70,9 @@ pub(crate) async fn serve(
                 }
             }
         } else {
-            let stopping = async {
-                let _ = stop.wait_for(|stopped| *stopped).await;
-            };
             tokio::select! {
                 next = subscriber.next() => next,
-                () = stopping => {
+                () = &mut stopping => {
                     draining = true;
                     if let Err(error) = subscriber.drain().await {
                         tracing::warn!(handler = handler.name(), %error, "draining the subscription failed");
