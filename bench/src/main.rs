@@ -132,11 +132,67 @@ struct Measure {
     messages: u64,
     seconds: f64,
     cpu_seconds: f64,
+    /// CPU time nats-server spent meanwhile.
+    server_cpu_seconds: f64,
+}
+
+/// When a measurement started: wall clock, this process's CPU and the
+/// server's.
+struct Clock {
+    started: Instant,
+    cpu: f64,
+    server: f64,
+}
+
+impl Clock {
+    fn start() -> Clock {
+        Clock {
+            started: Instant::now(),
+            cpu: cpu_time(),
+            server: server_cpu_time(),
+        }
+    }
+
+    fn measure(&self, messages: u64) -> Measure {
+        Measure {
+            messages,
+            seconds: self.started.elapsed().as_secs_f64(),
+            cpu_seconds: cpu_time() - self.cpu,
+            server_cpu_seconds: server_cpu_time() - self.server,
+        }
+    }
+}
+
+/// The nats-server's process id, for its CPU time.
+static SERVER_PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// User + system CPU time of the nats-server process (0 if unknown).
+fn server_cpu_time() -> f64 {
+    let Some(pid) = SERVER_PID.get() else {
+        return 0.0;
+    };
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which is in parentheses: utime and
+    // stime are the 12th and 13th.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let ticks: u64 = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|t| t.parse::<u64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    ticks as f64 / per_second.max(1) as f64
 }
 
 impl Measure {
     fn rate(&self) -> f64 {
         self.messages as f64 / self.seconds
+    }
+
+    fn server_cpu_us_per_message(&self) -> f64 {
+        self.server_cpu_seconds * 1e6 / self.messages as f64
     }
 
     fn cpu_us_per_message(&self) -> f64 {
@@ -195,7 +251,7 @@ where
     Fut: std::future::Future<Output = ()>,
 {
     RECEIVED.store(0, Ordering::Relaxed);
-    let (started, cpu) = (Instant::now(), cpu_time());
+    let clock = Clock::start();
     for id in 0..count {
         while id - RECEIVED.load(Ordering::Relaxed) >= WINDOW {
             let _ = tokio::time::timeout(Duration::from_millis(5), ARRIVED.notified()).await;
@@ -203,11 +259,7 @@ where
         send(Payload::sized(id, size)).await;
     }
     wait_for(count).await;
-    Measure {
-        messages: count,
-        seconds: started.elapsed().as_secs_f64(),
-        cpu_seconds: cpu_time() - cpu,
-    }
+    clock.measure(count)
 }
 
 async fn wait_for(count: u64) {
@@ -308,7 +360,7 @@ fn sdk_spans_only(count: u64) -> Measure {
             KeyValue::new("server.port", 4222_i64),
         ]
     };
-    let (started, cpu) = (Instant::now(), cpu_time());
+    let clock = Clock::start();
     for _ in 0..count {
         let producer = tracer
             .span_builder("publish bench.traced")
@@ -325,11 +377,7 @@ fn sdk_spans_only(count: u64) -> Measure {
         consumer_cx.span().end();
         cx.span().end();
     }
-    let measure = Measure {
-        messages: count,
-        seconds: started.elapsed().as_secs_f64(),
-        cpu_seconds: cpu_time() - cpu,
-    };
+    let measure = clock.measure(count);
     let _ = provider.shutdown();
     measure
 }
@@ -436,7 +484,7 @@ async fn jetstream_raw(server: &NatsServer, count: u64) -> Measure {
         .await
         .expect("consumer");
     RECEIVED.store(0, Ordering::Relaxed);
-    let (started, cpu) = (Instant::now(), cpu_time());
+    let clock = Clock::start();
     let mut messages = consumer.messages().await.expect("messages");
     while RECEIVED.load(Ordering::Relaxed) < count {
         let message = messages.next().await.expect("a message").expect("no error");
@@ -445,24 +493,16 @@ async fn jetstream_raw(server: &NatsServer, count: u64) -> Measure {
         message.ack().await.expect("ack");
         arrived();
     }
-    Measure {
-        messages: count,
-        seconds: started.elapsed().as_secs_f64(),
-        cpu_seconds: cpu_time() - cpu,
-    }
+    clock.measure(count)
 }
 
 async fn jetstream_traced(server: &NatsServer, count: u64) -> (Measure, SpanReport) {
     let (provider, counts) = provider(Sampler::AlwaysOn);
     RECEIVED.store(0, Ordering::Relaxed);
-    let (started, cpu) = (Instant::now(), cpu_time());
+    let clock = Clock::start();
     let running = start(server, &provider, "::traced_js").await;
     wait_for(count).await;
-    let measure = Measure {
-        messages: count,
-        seconds: started.elapsed().as_secs_f64(),
-        cpu_seconds: cpu_time() - cpu,
-    };
+    let measure = clock.measure(count);
     running.stop().await.expect("stop");
     let _ = provider.shutdown();
     (measure, counts.report())
@@ -491,8 +531,12 @@ async fn run() {
     let size = arg("--size", 100) as usize;
     let rss_total = arg("--rss-messages", 1_000_000);
     let server = NatsServer::start().unwrap_or_else(|e| panic!("{e}"));
+    if let Some(pid) = server.pid() {
+        let _ = SERVER_PID.set(pid);
+    }
     println!("nats-trace bench: {count} messages of ~{size} B per variant, window {WINDOW}");
-    // `--only sampled|unsampled|js`: one variant alone, for profiling.
+    // `--only raw|header|spans|sampled|unsampled|js|js-raw`: one variant alone,
+    // for profiling.
     let args: Vec<String> = std::env::args().collect();
     if let Some(only) = args
         .iter()
@@ -515,12 +559,17 @@ async fn run() {
                 fill_stream(&server, count, size).await;
                 jetstream_traced(&server, count).await.0
             }
+            "js-raw" => {
+                fill_stream(&server, count, size).await;
+                jetstream_raw(&server, count).await
+            }
             _ => raw(&server, count, size).await,
         };
         println!(
-            "{only}: {:.0} msg/s, {:.2} µs CPU/msg",
+            "{only}: {:.0} msg/s, {:.2} µs CPU/msg, server {:.2} µs/msg",
             measure.rate(),
-            measure.cpu_us_per_message()
+            measure.cpu_us_per_message(),
+            measure.server_cpu_us_per_message()
         );
         return;
     }
@@ -578,28 +627,30 @@ async fn run() {
 
     println!();
     println!(
-        "{:<12} {:>12} {:>10} {:>14} {:>10}",
-        "variant", "msg/s", "vs raw", "CPU µs/msg", "vs raw"
+        "{:<12} {:>12} {:>10} {:>14} {:>10} {:>14}",
+        "variant", "msg/s", "vs raw", "CPU µs/msg", "vs raw", "server µs/msg"
     );
     let row = |name: &str, m: &Measure, base: &Measure| {
         println!(
-            "{:<12} {:>12.0} {:>9.2}x {:>14.2} {:>9.2}x",
+            "{:<12} {:>12.0} {:>9.2}x {:>14.2} {:>9.2}x {:>14.2}",
             name,
             m.rate(),
             m.rate() / base.rate(),
             m.cpu_us_per_message(),
-            m.cpu_us_per_message() / base.cpu_us_per_message()
+            m.cpu_us_per_message() / base.cpu_us_per_message(),
+            m.server_cpu_us_per_message()
         );
     };
     row("raw", &raw, &raw);
     row("raw+header", &header, &raw);
     println!(
-        "{:<12} {:>12} {:>10} {:>14.2} {:>9.2}x",
+        "{:<12} {:>12} {:>10} {:>14.2} {:>9.2}x {:>14}",
         "2 SDK spans",
         "-",
         "-",
         spans_only.cpu_us_per_message(),
-        spans_only.cpu_us_per_message() / raw.cpu_us_per_message()
+        spans_only.cpu_us_per_message() / raw.cpu_us_per_message(),
+        "-"
     );
     row("sampled", &sampled, &raw);
     row("unsampled", &unsampled, &raw);
