@@ -24,7 +24,8 @@
 //!   traced `#[nats_subscriber(stream = ..)]` handler.
 //!
 //! Every variant runs once per round, rounds interleaved, and the table shows
-//! each variant's median round.
+//! each variant's median round, with the CPU per message of this process and
+//! of the nats-server.
 //!
 //! The last line is `RESULT ratio_sampled=.. ratio_unsampled=..
 //! ratio_jetstream=.. spans_dropped=.. rss_growth_pct=..`.
