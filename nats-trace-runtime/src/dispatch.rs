@@ -8,6 +8,7 @@
 //! belongs in `tokio::task::spawn_blocking`, as anywhere in tokio.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,8 +18,8 @@ use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
 use async_nats::Message;
-use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, StreamExt as _};
 use opentelemetry::KeyValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -102,8 +103,12 @@ impl Runs {
         let publisher = self.publisher.clone();
         let attributes = self.metric_attributes.clone();
         let run = Box::pin(async move {
-            let _result =
-                pipeline::process(handler, message, jetstream, &publisher, &attributes).await;
+            // The handler's own panics are failures of its message; this
+            // catches the rest, so one run cannot end the handler's others.
+            let run = pipeline::process(handler, message, jetstream, &publisher, &attributes);
+            if AssertUnwindSafe(run).catch_unwind().await.is_err() {
+                tracing::error!(handler = handler.name(), "processing a message panicked");
+            }
             drop((permit, guard));
         });
         if let Some(runs) = &self.runs
@@ -113,13 +118,17 @@ impl Runs {
         }
     }
 
-    /// Waits until every started run has finished.
+    /// Waits until every started run has finished. The runner stays in
+    /// `self` while this waits: if the wait is cancelled (shutdown timed out
+    /// and aborted the caller), dropping `self` aborts it with its runs.
     pub(crate) async fn finish(mut self) {
         self.runs = None;
-        if let Some(runner) = self.runner.take()
-            && let Err(error) = runner.await
-        {
-            tracing::error!(handler = self.handler.name(), %error, "the handler's runner failed");
+        if let Some(runner) = self.runner.as_mut() {
+            let finished = runner.await;
+            self.runner = None;
+            if let Err(error) = finished {
+                tracing::error!(handler = self.handler.name(), %error, "the handler's runner failed");
+            }
         }
     }
 }

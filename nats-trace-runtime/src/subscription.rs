@@ -1,5 +1,5 @@
-//! Feeding one handler from its core NATS subscription: each message in its
-//! own task, at most `concurrency` at a time, until the runtime stops.
+//! Feeding one handler from its core NATS subscription, at most
+//! `concurrency` messages at a time, until the runtime stops.
 
 use std::time::Duration;
 

@@ -316,3 +316,72 @@ async fn a_request_in_flight_at_shutdown_still_gets_its_reply() {
         .expect("a reply, not a timeout");
     assert_eq!(reply.payload, bytes::Bytes::from_static(b"HI"));
 }
+
+mod stuck {
+    use super::*;
+
+    pub static STARTED: Notify = Notify::const_new();
+    pub static DROPPED: AtomicBool = AtomicBool::new(false);
+    pub static FINISHED: AtomicBool = AtomicBool::new(false);
+
+    /// Records that the handler's future was dropped before it finished.
+    struct Dropped;
+
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            if !FINISHED.load(Ordering::SeqCst) {
+                DROPPED.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+
+    #[nats_subscriber(subject = "stuck.job")]
+    async fn stuck_job(_body: bytes::Bytes) {
+        let _dropped = Dropped;
+        STARTED.notify_one();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        FINISHED.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_shutdown_that_times_out_aborts_the_runs_still_in_flight() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let running = support::builder(&server, &capture, "integration::runtime_lifecycle::stuck::")
+        .shutdown_timeout(Duration::from_millis(300))
+        .start()
+        .await
+        .expect("runtime starts");
+    let started = stuck::STARTED.notified();
+    let client = support::connect(&server).await;
+    client
+        .publish("stuck.job", "go".into())
+        .await
+        .expect("publish");
+    tokio::time::timeout(support::WAIT, started)
+        .await
+        .expect("the handler started");
+
+    let stopped = Instant::now();
+    let result = running.stop().await;
+    assert!(
+        matches!(result, Err(Error::ShutdownTimeout { unfinished: 1, .. })),
+        "shutdown times out with the run unfinished: {result:?}"
+    );
+    assert!(
+        stopped.elapsed() < Duration::from_secs(5),
+        "stop keeps to its timeout: {:?}",
+        stopped.elapsed()
+    );
+    // Aborted with the task that fed it, not left running in the background.
+    let aborted = Instant::now();
+    while !stuck::DROPPED.load(Ordering::SeqCst) && aborted.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        stuck::DROPPED.load(Ordering::SeqCst),
+        "the unfinished run was dropped"
+    );
+    assert!(!stuck::FINISHED.load(Ordering::SeqCst));
+}

@@ -7,9 +7,18 @@
 //! sent to the same consumer before it on the same connection. Each handler
 //! (one durable consumer) gets a task that takes all acks waiting, publishes
 //! them in order, sends the last one as a request, and answers every waiter
-//! with that request's outcome. Under load one request confirms hundreds of
+//! with that request's outcome. Under load one request confirms dozens of
 //! acks; alone, an ack costs what it did before.
+//!
+//! What the order rests on: one connection writes in order, the server
+//! reads a connection in order and queues a consumer's acks in arrival
+//! order, and the consumer (its leader, in a cluster) applies them from
+//! that queue one after another; it answers a request for an ack it already
+//! applied too. A reconnect breaks the first link, so a batch that spans
+//! one is reported as not confirmed. While one request is waiting (up to
+//! its timeout), the next batch waits with it.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::{Client, Subject};
@@ -68,6 +77,9 @@ async fn confirm_all(
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let Some(last) = batch.pop() else { continue };
+        // A reconnect in between loses what the old connection had not
+        // written yet, so the answer would not vouch for the earlier acks.
+        let connects = client.statistics().connects.load(Ordering::Relaxed);
         let mut sent = Vec::with_capacity(batch.len());
         for waiting in batch.drain(..) {
             match client.publish(waiting.subject, ack_body()).await {
@@ -78,7 +90,14 @@ async fn confirm_all(
             }
         }
         let reply = client.request(last.subject, ack_body());
+        let reconnected = || client.statistics().connects.load(Ordering::Relaxed) != connects;
         let outcome = match tokio::time::timeout(timeout, reply).await {
+            Ok(Ok(_)) if reconnected() => Err((
+                ACK_FAILED,
+                "the connection was re-established while the ack was sent; \
+                 it may not have arrived, and the message may come again"
+                    .to_string(),
+            )),
             Ok(Ok(_)) => Ok(()),
             Ok(Err(error)) => Err((ACK_FAILED, error.to_string())),
             Err(_) => Err((

@@ -16,6 +16,7 @@ use opentelemetry::Context;
 use opentelemetry::propagation::{
     Extractor, Injector, TextMapCompositePropagator, TextMapPropagator,
 };
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::BaggagePropagator;
 
 mod trace_context;
@@ -59,6 +60,9 @@ impl Propagation {
 
     /// Writes `cx` into `headers`.
     pub fn inject(&self, cx: &Context, headers: &mut HeaderMap) {
+        if cx.span().span_context().is_valid() {
+            remove_stale_trace_state(headers);
+        }
         let mut injector = HeaderInjector(headers);
         match self {
             Propagation::Global => opentelemetry::global::get_text_map_propagator(|p| {
@@ -67,6 +71,27 @@ impl Propagation {
             Propagation::Custom(p) => p.inject_context(cx, &mut injector),
         }
     }
+}
+
+/// Drops a `tracestate` the caller's headers carry, e.g. copied from
+/// another message, before a valid context is injected: it writes its own
+/// when it has one
+/// (the default propagator writes none when it is empty), and a stale one
+/// must not describe a different trace than the new `traceparent`.
+fn remove_stale_trace_state(headers: &mut HeaderMap) {
+    let stale = |name: &str| name.eq_ignore_ascii_case("tracestate");
+    if !headers.iter().any(|(name, _)| stale(name.as_ref())) {
+        return;
+    }
+    let mut kept = HeaderMap::new();
+    for (name, values) in headers.iter() {
+        if !stale(name.as_ref()) {
+            for value in values {
+                kept.append(name.clone(), value.clone());
+            }
+        }
+    }
+    *headers = kept;
 }
 
 /// Set once a propagator was chosen from `OTEL_PROPAGATORS`, which may be
@@ -274,6 +299,20 @@ mod tests {
         assert_eq!(
             cx.span().span_context().trace_id(),
             TraceId::from_hex("4bf92f3577b34da6a3ce929d0e0e4736").expect("trace id")
+        );
+    }
+
+    #[test]
+    fn injecting_drops_a_stale_tracestate() {
+        let mut headers = HeaderMap::new();
+        headers.insert("tracestate", "old=1");
+        headers.insert("Order-Id", "7");
+        Propagation::Custom(Arc::new(TraceContext::new())).inject(&sampled_context(), &mut headers);
+        assert_eq!(headers.get("tracestate"), None);
+        assert_eq!(headers.get("Order-Id").map(HeaderValue::as_str), Some("7"));
+        assert_eq!(
+            headers.get("traceparent").map(HeaderValue::as_str),
+            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         );
     }
 

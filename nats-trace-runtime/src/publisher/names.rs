@@ -44,19 +44,28 @@ pub(crate) fn names(operation: &'static str, subject: &str) -> Names {
         subject: Cow::Borrowed(subject),
         span_name: Cow::Borrowed(span_name),
     };
-    if let Some(found) = lookup(&read(), operation, subject) {
-        return borrowed(found);
+    let full = {
+        let table = read();
+        if let Some(found) = lookup(&table, operation, subject) {
+            return borrowed(found);
+        }
+        table.len() >= LIMIT
+    };
+    let span_name = format!("{operation} {subject}");
+    let owned = |span_name| Names {
+        subject: Cow::Owned(subject.to_string()),
+        span_name: Cow::Owned(span_name),
+    };
+    // Past the limit, publishes never wait for the write lock.
+    if full {
+        return owned(span_name);
     }
     let mut table = TABLE.write().unwrap_or_else(|e| e.into_inner());
     if let Some(found) = lookup(&table, operation, subject) {
         return borrowed(found);
     }
-    let span_name = format!("{operation} {subject}");
     if table.len() >= LIMIT {
-        return Names {
-            subject: Cow::Owned(subject.to_string()),
-            span_name: Cow::Owned(span_name),
-        };
+        return owned(span_name);
     }
     let subject: &'static str = Box::leak(subject.into());
     let span_name: &'static str = Box::leak(span_name.into_boxed_str());
