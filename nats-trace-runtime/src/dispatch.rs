@@ -13,16 +13,17 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::jetstream::settle::JetStreamDelivery;
-use crate::pipeline;
-use crate::publisher::Publisher;
-use crate::registry::Handler;
 use async_nats::Message;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, StreamExt as _};
 use opentelemetry::KeyValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
+
+use crate::jetstream::settle::JetStreamDelivery;
+use crate::pipeline;
+use crate::publisher::Publisher;
+use crate::registry::Handler;
 
 /// Counts handler runs in progress across a runtime, for shutdown reports.
 #[derive(Clone, Default)]
