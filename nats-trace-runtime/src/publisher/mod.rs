@@ -359,16 +359,13 @@ impl Publisher {
         F: Fn(Subject, HeaderMap, Bytes, Option<Duration>) -> Fut,
         Fut: Future<Output = Result<R, PublishError>>,
     {
-        let names = names::names(semconv::operation_name::PUBLISH, subject);
-        let cx = self.start_span(
-            &names,
-            SpanKind::Producer,
+        let (names, cx) = self.start_send(
             semconv::operation_name::PUBLISH,
-            semconv::operation_type::SEND,
-            &headers,
-            Some(body.len()),
+            SpanKind::Producer,
+            subject,
+            &mut headers,
+            body.len(),
         );
-        self.inner.telemetry.propagation.inject(&cx, &mut headers);
         let started = std::time::Instant::now();
         let body_size = body.len();
         let result = match self.inner.retry {
@@ -529,6 +526,30 @@ impl Publisher {
                     })?
             }
         }
+    }
+
+    /// Starts the span of one outgoing message, `{operation} {subject}`, as
+    /// a child of the current context, and injects its context into
+    /// `headers`.
+    fn start_send(
+        &self,
+        operation: &'static str,
+        kind: SpanKind,
+        subject: &str,
+        headers: &mut HeaderMap,
+        body_size: usize,
+    ) -> (Names, Context) {
+        let names = names::names(operation, subject);
+        let cx = self.start_span(
+            &names,
+            kind,
+            operation,
+            semconv::operation_type::SEND,
+            headers,
+            Some(body_size),
+        );
+        self.inner.telemetry.propagation.inject(&cx, headers);
+        (names, cx)
     }
 
     /// Starts a span as a child of the current context, with the messaging

@@ -129,16 +129,13 @@ impl Publisher {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Message, RequestError> {
-        let names = super::names::names(semconv::operation_name::REQUEST, subject);
-        let cx = self.start_span(
-            &names,
-            SpanKind::Client,
+        let (names, cx) = self.start_send(
             semconv::operation_name::REQUEST,
-            semconv::operation_type::SEND,
-            &headers,
-            Some(body.len()),
+            SpanKind::Client,
+            subject,
+            &mut headers,
+            body.len(),
         );
-        self.inner.telemetry.propagation.inject(&cx, &mut headers);
         let started = std::time::Instant::now();
         let body_size = body.len();
         let request = async_nats::Request::new()
