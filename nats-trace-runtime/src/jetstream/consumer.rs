@@ -198,12 +198,16 @@ fn delivery(
     message: &mut async_nats::jetstream::Message,
     settler: &Arc<Settler>,
 ) -> Option<JetStreamDelivery> {
-    let (stream_sequence, delivered) = {
-        let info = message.info().ok()?;
-        (
-            info.stream_sequence,
-            u64::try_from(info.delivered).unwrap_or(1),
-        )
+    let quick = message.message.reply.as_deref().and_then(delivery_numbers);
+    let (delivered, stream_sequence) = match quick {
+        Some(numbers) => numbers,
+        None => {
+            let info = message.info().ok()?;
+            (
+                u64::try_from(info.delivered).unwrap_or(1),
+                info.stream_sequence,
+            )
+        }
     };
     let inner = &mut message.message;
     let ack_subject = inner.reply.take()?;
@@ -223,6 +227,56 @@ fn delivery(
         },
         settler: settler.clone(),
     })
+}
+
+/// The delivery count and the stream sequence in a `$JS.ACK.` reply subject,
+/// without the rest of what [`Message::info`](async_nats::jetstream::Message::info)
+/// parses (the timestamp, above all), which cost more than the rest of a
+/// delivery's set-up.
+///
+/// Reads only the two shapes ADR-15 defines, as async-nats does: 7 tokens
+/// after the prefix, or 9 and more. It answers only when every numeric token
+/// is 1 to 18 plain digits, which async-nats parses to the same numbers;
+/// anything else is `None`, and the caller asks async-nats.
+fn delivery_numbers(reply: &str) -> Option<(u64, u64)> {
+    let rest = reply.strip_prefix("$JS.ACK.")?.as_bytes();
+    // Where each of the first 10 tokens starts and ends, as async-nats
+    // looks at no more.
+    let mut bounds = [(0usize, 0usize); 10];
+    let mut count = 0;
+    let mut start = 0;
+    for (at, byte) in rest.iter().enumerate() {
+        if *byte == b'.' {
+            bounds[count] = (start, at);
+            count += 1;
+            start = at + 1;
+            if count == bounds.len() {
+                break;
+            }
+        }
+    }
+    if count < bounds.len() {
+        bounds[count] = (start, rest.len());
+        count += 1;
+    }
+    // The five numbers: delivered, stream and consumer sequence, timestamp,
+    // pending.
+    let first = match count {
+        7 => 2,
+        9.. => 4,
+        _ => return None,
+    };
+    let mut numbers = [0u64; 5];
+    for (number, &(start, end)) in numbers.iter_mut().zip(&bounds[first..first + 5]) {
+        let digits = &rest[start..end];
+        if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        *number = digits
+            .iter()
+            .fold(0, |n, digit| n * 10 + u64::from(digit - b'0'));
+    }
+    Some((numbers[0], numbers[1]))
 }
 
 /// After a failed pull: waits with backoff, then recreates the consumer,
@@ -252,5 +306,126 @@ async fn pause_or_stop(delay: Duration, stop: &mut watch::Receiver<bool>) {
     tokio::select! {
         () = tokio::time::sleep(delay) => {}
         _ = stop.wait_for(|s| *s) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::delivery_numbers;
+    use rand::Rng;
+
+    /// What async-nats reads from `reply`, through its public API.
+    fn async_nats_numbers(context: &super::JetStream, reply: &str) -> Option<(u64, u64)> {
+        let message = async_nats::jetstream::Message {
+            message: async_nats::Message {
+                subject: "orders".into(),
+                reply: Some(reply.into()),
+                payload: bytes::Bytes::new(),
+                headers: None,
+                status: None,
+                description: None,
+                length: 0,
+            },
+            context: context.clone(),
+        };
+        let info = message.info().ok()?;
+        Some((
+            u64::try_from(info.delivered).unwrap_or(1),
+            info.stream_sequence,
+        ))
+    }
+
+    /// A context for `Message::info`, which never talks to a server.
+    async fn context() -> super::JetStream {
+        let client = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .expect("a client that connects in the background");
+        async_nats::jetstream::new(client)
+    }
+
+    fn subjects(rng: &mut impl Rng) -> Vec<String> {
+        let mut number = || -> String {
+            match rng.random_range(0..4) {
+                0 => rng.random_range(0..10u64).to_string(),
+                1 => rng.random_range(0..1_000_000u64).to_string(),
+                2 => rng
+                    .random_range(0..1_000_000_000_000_000_000u64)
+                    .to_string(),
+                _ => "999999999999999999".to_string(),
+            }
+        };
+        let numbers: Vec<String> = (0..5).map(|_| number()).collect();
+        let n = numbers.join(".");
+        vec![
+            format!("$JS.ACK.ORDERS.worker.{n}"),
+            format!("$JS.ACK._.ACCHASH.ORDERS.worker.{n}"),
+            format!("$JS.ACK.hub.ACCHASH.ORDERS.worker.{n}.tok3n"),
+            format!("$JS.ACK.hub.ACCHASH.ORDERS.worker.{n}.tok3n.more.and.more"),
+        ]
+    }
+
+    #[tokio::test]
+    async fn the_quick_parse_reads_what_async_nats_reads() {
+        let context = context().await;
+        let mut rng = rand::rng();
+        for _ in 0..1_000 {
+            for subject in subjects(&mut rng) {
+                let quick = delivery_numbers(&subject);
+                assert!(quick.is_some(), "{subject}: canonical, but not read");
+                assert_eq!(quick, async_nats_numbers(&context, &subject), "{subject}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_quick_parse_never_reads_what_async_nats_would_not() {
+        let context = context().await;
+        let mut rng = rand::rng();
+        let replacements = b".09a-+ _\x00";
+        let mut quick_answers = 0;
+        for base in subjects(&mut rng) {
+            let base = base.as_bytes();
+            for at in 0..=base.len() {
+                let mut variants = vec![[&base[..at], &base[(at + 1).min(base.len())..]].concat()];
+                for byte in replacements {
+                    variants.push([&base[..at], &[*byte], &base[at..]].concat());
+                    if at < base.len() {
+                        variants.push([&base[..at], &[*byte], &base[at + 1..]].concat());
+                    }
+                }
+                for variant in variants {
+                    let Ok(subject) = String::from_utf8(variant) else {
+                        continue;
+                    };
+                    // Quick says nothing (async-nats decides), or the same.
+                    if let Some(quick) = delivery_numbers(&subject) {
+                        quick_answers += 1;
+                        assert_eq!(
+                            Some(quick),
+                            async_nats_numbers(&context, &subject),
+                            "{subject}"
+                        );
+                    }
+                }
+            }
+        }
+        // Most mutations of a token's text leave a canonical subject.
+        assert!(
+            quick_answers > 100,
+            "only {quick_answers} variants were read"
+        );
+        for too_long in [
+            "$JS.ACK.S.c.1234567890123456789.1.1.1.1",
+            "$JS.ACK.S.c.1.99999999999999999999.1.1.1",
+            "$JS.ACK.S.c.-1.1.1.1.1",
+            "$JS.ACK.S.c.1.1.1.1",
+            "$JS.ACK.S.c.1.1.1.1.1.1",
+            "$JS.ACK.",
+            "$JS.ACKS.c.1.1.1.1.1",
+        ] {
+            assert_eq!(delivery_numbers(too_long), None, "{too_long}");
+        }
     }
 }
