@@ -101,17 +101,27 @@ impl Runs {
     ) {
         let guard = self.in_flight.enter();
         let handler = self.handler;
-        let publisher = self.publisher.clone();
-        let attributes = self.metric_attributes.clone();
-        let run = Box::pin(async move {
+        let process = pipeline::process(
+            handler,
+            message,
+            jetstream,
+            self.publisher.clone(),
+            self.metric_attributes.clone(),
+        );
+        // Combinators, not an `async` block: a block would hold the process
+        // future twice, once as its capture and once as what it awaits.
+        let run: Run = Box::pin(
             // The handler's own panics are failures of its message; this
             // catches the rest, so one run cannot end the handler's others.
-            let run = pipeline::process(handler, message, jetstream, &publisher, &attributes);
-            if AssertUnwindSafe(run).catch_unwind().await.is_err() {
-                tracing::error!(handler = handler.name(), "processing a message panicked");
-            }
-            drop((permit, guard));
-        });
+            AssertUnwindSafe(process)
+                .catch_unwind()
+                .map(move |finished| {
+                    if finished.is_err() {
+                        tracing::error!(handler = handler.name(), "processing a message panicked");
+                    }
+                    drop((permit, guard));
+                }),
+        );
         if let Some(runs) = &self.runs
             && runs.send(run).is_err()
         {

@@ -7,7 +7,9 @@
 //! Every stage is an ordinary function. The generated adapter only decodes
 //! the payload, calls the user's function and encodes its output.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::header::{HeaderValue, NATS_MESSAGE_ID};
@@ -28,53 +30,77 @@ use crate::telemetry::Telemetry;
 
 /// Processes one message with `handler`, from extraction to the settled
 /// message and the ended span. Returns the handler's result.
-pub(crate) async fn process(
+///
+/// Every message's run is one boxed future of this shape, so its size is
+/// kept down: the rare steps (a reply, a nak, a dead letter, an in-progress
+/// ack) are boxed where they happen, and futures are awaited where they are
+/// built, never from a variable, which would store them twice.
+#[allow(
+    clippy::manual_async_fn,
+    reason = "an `async fn` keeps a second copy of its arguments in its state"
+)]
+pub(crate) fn process(
     handler: &'static Handler,
     message: Message,
     jetstream: Option<JetStreamDelivery>,
-    publisher: &Publisher,
-    metric_attributes: &[KeyValue],
-) -> Result<Reply, Failure> {
-    let started = Instant::now();
-    let body_size = message.payload.len();
-    let telemetry = publisher.telemetry();
-    let parent = telemetry.propagation.extract(message.headers.as_ref());
-    let info = jetstream.as_ref().map(|js| js.info);
-    let cx = start_process_span(handler, &message, info.as_ref(), &parent, telemetry);
-    // Only value-returning handlers answer: a `()` handler on a subject a
-    // stream also captures must not answer JetStream's publish acks.
-    let reply_to = message.reply.clone().filter(|_| handler.replies());
+    publisher: Publisher,
+    metric_attributes: Arc<[KeyValue]>,
+) -> impl Future<Output = Result<Reply, Failure>> + Send + 'static {
+    async move {
+        let started = Instant::now();
+        let body_size = message.payload.len();
+        let telemetry = publisher.telemetry();
+        let parent = telemetry.propagation.extract(message.headers.as_ref());
+        let info = jetstream.as_ref().map(|js| js.info);
+        let cx = start_process_span(handler, &message, info.as_ref(), &parent, telemetry);
+        drop(parent);
+        // Only value-returning handlers answer: a `()` handler on a subject a
+        // stream also captures must not answer JetStream's publish acks.
+        let reply_to = message.reply.clone().filter(|_| handler.replies());
 
-    let delivery = Delivery::new(message, handler.subject(), cx.clone(), info);
-    // The handler's own publishes go through its runtime's connection.
-    let run = current::scope(
-        publisher.clone(),
-        run_handler(handler, delivery).with_context(cx.clone()),
-    );
-    let result = match &jetstream {
-        None => run.await,
-        Some(js) => {
-            tokio::select! {
-                result = run => result,
-                never = settle::keep_alive(handler, js, &cx, publisher) => match never {},
+        let delivery = Delivery::new(message, handler.subject(), cx.clone(), info);
+        // The handler's own publishes go through its runtime's connection.
+        let result = match &jetstream {
+            None => {
+                current::scope(
+                    publisher.clone(),
+                    run_handler(handler, delivery).with_context(cx.clone()),
+                )
+                .await
             }
-        }
-    };
+            Some(js) => {
+                tokio::select! {
+                    result = current::scope(
+                        publisher.clone(),
+                        run_handler(handler, delivery).with_context(cx.clone()),
+                    ) => result,
+                    never = settle::keep_alive(handler, js, &cx, &publisher) => match never {},
+                }
+            }
+        };
 
-    if let Some(reply_to) = reply_to {
-        send_reply(publisher.client(), telemetry, &cx, reply_to, &result).await;
+        if let Some(reply_to) = reply_to {
+            Box::pin(send_reply(
+                publisher.client(),
+                telemetry,
+                &cx,
+                reply_to,
+                &result,
+            ))
+            .await;
+        }
+        if let Some(js) = &jetstream {
+            settle::settle(handler, js, &cx, &result, &publisher).await;
+        }
+        end_span(handler, &cx, &result);
+        telemetry.metrics().processed(
+            &metric_attributes,
+            started.elapsed(),
+            body_size,
+            result.as_ref().err().map(Failure::error_type),
+        );
+        result
     }
-    if let Some(js) = jetstream {
-        settle::settle(handler, js, &cx, &result, publisher).await;
-    }
-    end_span(handler, &cx, &result);
-    telemetry.metrics().processed(
-        metric_attributes,
-        started.elapsed(),
-        body_size,
-        result.as_ref().err().map(Failure::error_type),
-    );
-    result
 }
 
 /// The metric attributes every message of `handler` shares, built once.
@@ -82,7 +108,7 @@ pub(crate) fn metric_attributes(
     handler: &'static Handler,
     consumer_group: Option<&'static str>,
     publisher: &Publisher,
-) -> std::sync::Arc<[KeyValue]> {
+) -> Arc<[KeyValue]> {
     crate::telemetry::metrics::attributes(
         semconv::operation_name::PROCESS,
         semconv::operation_type::PROCESS,
@@ -140,15 +166,15 @@ fn message_id(headers: Option<&HeaderMap>) -> Option<&str> {
 }
 
 /// Calls the handler, turning a panic into a [`Failure`] so the runtime
-/// keeps serving.
-async fn run_handler(handler: &'static Handler, delivery: Delivery) -> Result<Reply, Failure> {
-    match AssertUnwindSafe(handler.call(delivery))
+/// keeps serving. The adapter returns its future boxed, so this holds only
+/// the box, not the delivery next to it.
+fn run_handler(
+    handler: &'static Handler,
+    delivery: Delivery,
+) -> impl Future<Output = Result<Reply, Failure>> {
+    AssertUnwindSafe(handler.call(delivery))
         .catch_unwind()
-        .await
-    {
-        Ok(result) => result,
-        Err(panic) => Err(Failure::panic(&*panic)),
-    }
+        .map(|finished| finished.unwrap_or_else(|panic| Err(Failure::panic(&*panic))))
 }
 
 /// Answers a request: the body on success, the `Nats-Service-Error` headers

@@ -15,8 +15,11 @@
 //! order, and the consumer (its leader, in a cluster) applies them from
 //! that queue one after another; it answers a request for an ack it already
 //! applied too. A reconnect breaks the first link, so a batch that spans
-//! one is reported as not confirmed. While one request is waiting (up to
-//! its timeout), the next batch waits with it.
+//! one is reported as not confirmed.
+//!
+//! One timeout bounds each batch, from its first publish to the answer, so
+//! an ack waits at most two of them (the batch in progress when it came, and
+//! its own) and no message needs a timer of its own.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -45,7 +48,7 @@ pub(crate) struct Acks {
 
 impl Acks {
     /// Starts the task that sends and confirms; it ends when every clone is
-    /// dropped. `timeout` bounds each confirming request.
+    /// dropped. `timeout` bounds each batch, sending and confirming.
     pub(crate) fn new(client: Client, timeout: Duration) -> Self {
         let (waiting, queue) = mpsc::unbounded_channel();
         tokio::spawn(confirm_all(client, queue, timeout));
@@ -53,7 +56,8 @@ impl Acks {
     }
 
     /// Acks the message whose ack subject is `subject`, and waits until the
-    /// consumer applied the ack.
+    /// consumer applied the ack: at most two of the timeouts given to
+    /// [`Acks::new`].
     pub(crate) async fn ack(&self, subject: Subject) -> Outcome {
         let stopped = || Err((ACK_FAILED, "the ack sender stopped".to_string()));
         let (confirmed, confirmation) = oneshot::channel();
@@ -75,42 +79,63 @@ async fn confirm_all(
     timeout: Duration,
 ) {
     let mut batch = Vec::new();
+    let mut sent = Vec::new();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let Some(last) = batch.pop() else { continue };
-        // A reconnect in between loses what the old connection had not
-        // written yet, so the answer would not vouch for the earlier acks.
-        let connects = client.statistics().connects.load(Ordering::Relaxed);
-        let mut sent = Vec::with_capacity(batch.len());
+        // Sent from the back, so the last ack received is the request.
+        batch.reverse();
+        let outcome =
+            match tokio::time::timeout(timeout, send(&client, &mut batch, &mut sent)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err((
+                    crate::semconv::error_type::TIMEOUT,
+                    format!("the server did not confirm the ack within {timeout:?}"),
+                )),
+            };
+        // What the timeout cut short shares its outcome. A waiter that gave
+        // up is gone; nothing to tell it.
         for waiting in batch.drain(..) {
-            match client.publish(waiting.subject, ack_body()).await {
-                Ok(()) => sent.push(waiting.confirmed),
-                Err(error) => {
-                    let _ = waiting.confirmed.send(Err((ACK_FAILED, error.to_string())));
-                }
-            }
+            let _ = waiting.confirmed.send(outcome.clone());
         }
-        let reply = client.request(last.subject, ack_body());
-        let reconnected = || client.statistics().connects.load(Ordering::Relaxed) != connects;
-        let outcome = match tokio::time::timeout(timeout, reply).await {
-            Ok(Ok(_)) if reconnected() => Err((
-                ACK_FAILED,
-                "the connection was re-established while the ack was sent; \
-                 it may not have arrived, and the message may come again"
-                    .to_string(),
-            )),
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(error)) => Err((ACK_FAILED, error.to_string())),
-            Err(_) => Err((
-                crate::semconv::error_type::TIMEOUT,
-                format!("the server did not confirm the ack within {timeout:?}"),
-            )),
-        };
-        // A waiter that gave up is gone; nothing to tell it.
-        for confirmed in sent {
+        for confirmed in sent.drain(..) {
             let _ = confirmed.send(outcome.clone());
         }
-        let _ = last.confirmed.send(outcome);
     }
+}
+
+/// Publishes the acks in `batch` from its back, the last one as a request,
+/// and returns the request's outcome. The waiter of each ack sent moves to
+/// `sent`; an ack that could not be sent is answered at once.
+async fn send(
+    client: &Client,
+    batch: &mut Vec<Waiting>,
+    sent: &mut Vec<oneshot::Sender<Outcome>>,
+) -> Outcome {
+    // A reconnect in between loses what the old connection had not written
+    // yet, so the answer would not vouch for the earlier acks.
+    let connects = client.statistics().connects.load(Ordering::Relaxed);
+    while let Some(waiting) = batch.pop() {
+        if batch.is_empty() {
+            sent.push(waiting.confirmed);
+            let reconnected = || client.statistics().connects.load(Ordering::Relaxed) != connects;
+            return match client.request(waiting.subject, ack_body()).await {
+                Ok(_) if reconnected() => Err((
+                    ACK_FAILED,
+                    "the connection was re-established while the ack was sent; \
+                     it may not have arrived, and the message may come again"
+                        .to_string(),
+                )),
+                Ok(_) => Ok(()),
+                Err(error) => Err((ACK_FAILED, error.to_string())),
+            };
+        }
+        sent.push(waiting.confirmed);
+        if let Err(error) = client.publish(waiting.subject, ack_body()).await
+            && let Some(confirmed) = sent.pop()
+        {
+            let _ = confirmed.send(Err((ACK_FAILED, error.to_string())));
+        }
+    }
+    Ok(())
 }
 
 fn ack_body() -> Bytes {

@@ -1,6 +1,7 @@
 //! The JetStream settle step: ack, nak with backoff, term, in-progress, and
 //! dead letters, each under a CLIENT span that is a child of the process span.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -58,7 +59,10 @@ pub(crate) struct JetStreamDelivery {
 
 /// What settling one handler's messages needs, built once per handler.
 pub(crate) struct Settler {
-    metric_attributes: SettleMetricAttributes,
+    ack: Operation,
+    nak: Operation,
+    term: Operation,
+    progress: Operation,
     acks: Acks,
 }
 
@@ -68,50 +72,45 @@ impl Settler {
         spec: &'static JetStreamSpec,
         publisher: &Publisher,
     ) -> Self {
+        let telemetry = publisher.telemetry();
+        let operation = |name| Operation::new(name, handler, spec, telemetry);
         Settler {
-            metric_attributes: SettleMetricAttributes::new(handler, spec, publisher.telemetry()),
+            ack: operation("ack"),
+            nak: operation("nak"),
+            term: operation("term"),
+            progress: operation("progress"),
             acks: Acks::new(publisher.client().clone(), ACK_TIMEOUT),
         }
     }
 }
 
-/// The metric attributes of each settle operation of one handler.
-struct SettleMetricAttributes {
-    ack: Vec<KeyValue>,
-    nak: Vec<KeyValue>,
-    term: Vec<KeyValue>,
-    progress: Vec<KeyValue>,
+/// One settle operation of one handler: its span name and metric
+/// attributes.
+struct Operation {
+    /// `ack`, `nak`, `term` or `progress`.
+    name: &'static str,
+    /// `{operation} {subscription}`.
+    span_name: Cow<'static, str>,
+    metric_attributes: Vec<KeyValue>,
 }
 
-impl SettleMetricAttributes {
+impl Operation {
     fn new(
+        name: &'static str,
         handler: &'static Handler,
         spec: &'static JetStreamSpec,
         telemetry: &crate::telemetry::Telemetry,
     ) -> Self {
-        let build = |operation| {
-            metrics::attributes(
-                operation,
+        Operation {
+            name,
+            span_name: crate::publisher::names::names(name, handler.subject()).span_name,
+            metric_attributes: metrics::attributes(
+                name,
                 semconv::operation_type::SETTLE,
                 handler.subject(),
                 Some(spec.consumer),
                 telemetry.server_attributes(),
-            )
-        };
-        SettleMetricAttributes {
-            ack: build("ack"),
-            nak: build("nak"),
-            term: build("term"),
-            progress: build("progress"),
-        }
-    }
-
-    fn get(&self, operation: &str) -> &[KeyValue] {
-        match operation {
-            "ack" => &self.ack,
-            "nak" => &self.nak,
-            "term" => &self.term,
-            _ => &self.progress,
+            ),
         }
     }
 }
@@ -151,63 +150,72 @@ pub(crate) fn decide(
 }
 
 /// Settles one delivery as [`decide`] says.
+///
+/// An ack is the common case and runs inline; a nak or a dead letter is
+/// boxed, so that its larger state does not grow every message's run.
 pub(crate) async fn settle(
     handler: &'static Handler,
-    delivery: JetStreamDelivery,
+    delivery: &JetStreamDelivery,
     cx: &Context,
     result: &Result<Reply, Failure>,
     publisher: &Publisher,
 ) {
     match decide(delivery.spec, delivery.info.delivery_count, result) {
         Settlement::Ack => {
-            traced(handler, &delivery, cx, publisher, "ack", &[], async {
-                // Confirmed by the consumer, in a batch with other acks: a
-                // batch waits for the one before it, so allow two timeouts.
-                let ack = delivery.settler.acks.ack(delivery.ack_subject.clone());
-                match tokio::time::timeout(2 * ACK_TIMEOUT, ack).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Err((
-                        semconv::error_type::TIMEOUT,
-                        format!(
-                            "the server did not confirm the ack within {:?}",
-                            2 * ACK_TIMEOUT
-                        ),
-                    )),
-                }
-            })
+            // Confirmed by the consumer, in a batch with other acks; the
+            // batch bounds how long that may take.
+            traced(
+                handler,
+                delivery,
+                cx,
+                publisher,
+                &delivery.settler.ack,
+                &[],
+                || delivery.settler.acks.ack(delivery.ack_subject.clone()),
+            )
             .await;
         }
-        Settlement::Nak(delay) => nak(handler, &delivery, cx, publisher, delay).await,
+        Settlement::Nak(delay) => Box::pin(nak(handler, delivery, cx, publisher, delay)).await,
         Settlement::DeadLetter => {
-            let failure = match result {
-                Err(failure) => failure,
-                Ok(_) => return,
-            };
-            // Under the process span, so the dead letter stays in the trace.
-            let sent = dead_letter(&delivery, failure, publisher)
-                .with_context(cx.clone())
-                .await;
-            match sent {
-                Ok(()) => term(handler, &delivery, cx, publisher).await,
-                Err(error) => {
-                    // Not termed: the message comes back after the backoff
-                    // delay and its dead letter is tried again. The server
-                    // sets no delivery limit, so it cannot be dropped.
-                    tracing::error!(
-                        handler = handler.name(),
-                        stream = delivery.spec.stream,
-                        sequence = delivery.info.stream_sequence,
-                        %error,
-                        "dead-lettering failed; the message will be redelivered"
-                    );
-                    cx.span().add_event(
-                        "dead letter failed",
-                        vec![KeyValue::new("exception.message", error.to_string())],
-                    );
-                    let delay = delivery.spec.nak_delay(delivery.info.delivery_count);
-                    nak(handler, &delivery, cx, publisher, delay).await;
-                }
+            if let Err(failure) = result {
+                Box::pin(give_up(handler, delivery, cx, failure, publisher)).await;
             }
+        }
+    }
+}
+
+/// Dead-letters a message that failed for good, then terms it. If the dead
+/// letter cannot be sent, the message is naked instead, to come back.
+async fn give_up(
+    handler: &'static Handler,
+    delivery: &JetStreamDelivery,
+    cx: &Context,
+    failure: &Failure,
+    publisher: &Publisher,
+) {
+    // Under the process span, so the dead letter stays in the trace.
+    let sent = dead_letter(delivery, failure, publisher)
+        .with_context(cx.clone())
+        .await;
+    match sent {
+        Ok(()) => term(handler, delivery, cx, publisher).await,
+        Err(error) => {
+            // Not termed: the message comes back after the backoff delay and
+            // its dead letter is tried again. The server sets no delivery
+            // limit, so it cannot be dropped.
+            tracing::error!(
+                handler = handler.name(),
+                stream = delivery.spec.stream,
+                sequence = delivery.info.stream_sequence,
+                %error,
+                "dead-lettering failed; the message will be redelivered"
+            );
+            cx.span().add_event(
+                "dead letter failed",
+                vec![KeyValue::new("exception.message", error.to_string())],
+            );
+            let delay = delivery.spec.nak_delay(delivery.info.delivery_count);
+            nak(handler, delivery, cx, publisher, delay).await;
         }
     }
 }
@@ -223,14 +231,22 @@ async fn nak(
         semconv::NAK_DELAY_MS,
         delay.as_millis() as i64,
     )];
-    traced(handler, delivery, cx, publisher, "nak", &extra, async {
-        let nak = Bytes::from(AckKind::Nak(Some(delay)));
-        publisher
-            .client()
-            .publish(delivery.ack_subject.clone(), nak)
-            .await
-            .map_err(|e| ("nak_failed", e.to_string()))
-    })
+    traced(
+        handler,
+        delivery,
+        cx,
+        publisher,
+        &delivery.settler.nak,
+        &extra,
+        || async {
+            let nak = Bytes::from(AckKind::Nak(Some(delay)));
+            publisher
+                .client()
+                .publish(delivery.ack_subject.clone(), nak)
+                .await
+                .map_err(|e| ("nak_failed", e.to_string()))
+        },
+    )
     .await;
 }
 
@@ -240,13 +256,21 @@ async fn term(
     cx: &Context,
     publisher: &Publisher,
 ) {
-    traced(handler, delivery, cx, publisher, "term", &[], async {
-        publisher
-            .client()
-            .publish(delivery.ack_subject.clone(), Bytes::from(AckKind::Term))
-            .await
-            .map_err(|e| ("term_failed", e.to_string()))
-    })
+    traced(
+        handler,
+        delivery,
+        cx,
+        publisher,
+        &delivery.settler.term,
+        &[],
+        || async {
+            publisher
+                .client()
+                .publish(delivery.ack_subject.clone(), Bytes::from(AckKind::Term))
+                .await
+                .map_err(|e| ("term_failed", e.to_string()))
+        },
+    )
     .await;
 }
 
@@ -259,18 +283,35 @@ pub(crate) async fn keep_alive(
     publisher: &Publisher,
 ) -> Infallible {
     let period = delivery.spec.ack_wait() / 2;
-    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
-        ticks.tick().await;
-        traced(handler, delivery, cx, publisher, "progress", &[], async {
+        tokio::time::sleep(period).await;
+        // Boxed: most runs never get here, and their state stays small.
+        Box::pin(progress(handler, delivery, cx, publisher)).await;
+    }
+}
+
+async fn progress(
+    handler: &'static Handler,
+    delivery: &JetStreamDelivery,
+    cx: &Context,
+    publisher: &Publisher,
+) {
+    traced(
+        handler,
+        delivery,
+        cx,
+        publisher,
+        &delivery.settler.progress,
+        &[],
+        || async {
             publisher
                 .client()
                 .publish(delivery.ack_subject.clone(), Bytes::from(AckKind::Progress))
                 .await
                 .map_err(|e| ("progress_failed", e.to_string()))
-        })
-        .await;
-    }
+        },
+    )
+    .await;
 }
 
 /// Publishes the original message, with headers saying why, to the
@@ -353,22 +394,26 @@ const EXPECTATION_HEADERS: &[&str] = &[
 ];
 
 /// Runs one settle operation under a CLIENT span `{operation} {subscription}`.
-async fn traced(
+/// `settle` builds the operation's future where it is awaited, so it is not
+/// stored twice.
+async fn traced<F>(
     handler: &'static Handler,
     delivery: &JetStreamDelivery,
     cx: &Context,
     publisher: &Publisher,
-    operation: &'static str,
+    operation: &Operation,
     extra: &[KeyValue],
-    settle: impl Future<Output = Result<(), (&'static str, String)>>,
-) {
+    settle: impl FnOnce() -> F,
+) where
+    F: Future<Output = Result<(), (&'static str, String)>>,
+{
     let telemetry = publisher.telemetry();
     let destination = match delivery.original.subject.as_str() {
         subject if subject == handler.subject() => StringValue::from(handler.subject()),
         subject => StringValue::from(subject.to_string()),
     };
     let mut attributes = semconv::messaging_attributes(
-        operation,
+        operation.name,
         semconv::operation_type::SETTLE,
         destination,
         handler.subject(),
@@ -377,15 +422,14 @@ async fn traced(
     attributes.extend(delivery.info.attributes());
     attributes.extend_from_slice(extra);
     attributes.extend_from_slice(telemetry.server_attributes());
-    let name = crate::publisher::names::names(operation, handler.subject()).span_name;
-    let builder = SpanBuilder::from_name(name)
+    let builder = SpanBuilder::from_name(operation.span_name.clone())
         .with_kind(SpanKind::Client)
         .with_attributes(attributes);
     let settle_cx = telemetry.start_span(builder, cx);
     let started = std::time::Instant::now();
-    let outcome = settle.await;
+    let outcome = settle().await;
     telemetry.metrics().operation(
-        delivery.settler.metric_attributes.get(operation),
+        &operation.metric_attributes,
         started.elapsed(),
         0,
         None,
@@ -394,7 +438,7 @@ async fn traced(
     if let Err((error_type, message)) = outcome {
         tracing::warn!(
             handler = handler.name(),
-            operation,
+            operation = operation.name,
             sequence = delivery.info.stream_sequence,
             error = %message,
             "settling a message failed"

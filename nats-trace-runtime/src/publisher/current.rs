@@ -30,8 +30,12 @@ pub fn current() -> Result<Publisher, PublishError> {
 }
 
 /// Runs `future` with `publisher` as the current publisher.
-pub(crate) async fn scope<F: Future>(publisher: Publisher, future: F) -> F::Output {
-    SCOPED.scope(publisher, future).await
+///
+/// A plain function, not an `async fn`: an `async fn` would keep its own
+/// copy of `future` next to the one it awaits, doubling the size of every
+/// handler run.
+pub(crate) fn scope<F: Future>(publisher: Publisher, future: F) -> impl Future<Output = F::Output> {
+    SCOPED.scope(publisher, future)
 }
 
 /// Makes the runtime `id` the default for code outside handlers.
