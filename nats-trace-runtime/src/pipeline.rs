@@ -161,8 +161,13 @@ fn start_process_span(
     telemetry.start_span(builder, parent)
 }
 
+/// The `Nats-Msg-Id` header, found by reading the few headers a message
+/// has rather than hashing the name, which cost more.
 fn message_id(headers: Option<&HeaderMap>) -> Option<&str> {
-    headers?.get(NATS_MESSAGE_ID).map(HeaderValue::as_str)
+    let (_, values) = headers?
+        .iter()
+        .find(|(name, _)| **name == NATS_MESSAGE_ID)?;
+    values.first().map(HeaderValue::as_str)
 }
 
 /// Calls the handler, turning a panic into a [`Failure`] so the runtime
@@ -241,7 +246,23 @@ fn end_span(handler: &'static Handler, cx: &Context, result: &Result<Reply, Fail
 
 #[cfg(test)]
 mod tests {
-    use super::header_text;
+    use super::{header_text, message_id};
+    use async_nats::HeaderMap;
+
+    #[test]
+    fn the_message_id_is_the_first_nats_msg_id_value() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+        );
+        headers.insert("nats-msg-id", "lowercase is another header");
+        assert_eq!(message_id(Some(&headers)), None);
+        headers.insert("Nats-Msg-Id", "order-7");
+        headers.append("Nats-Msg-Id", "order-8");
+        assert_eq!(message_id(Some(&headers)), Some("order-7"));
+        assert_eq!(message_id(None), None);
+    }
 
     #[test]
     fn reply_error_text_is_a_single_header_line() {

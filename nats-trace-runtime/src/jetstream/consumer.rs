@@ -236,40 +236,43 @@ fn delivery(
 ///
 /// Reads only the two shapes ADR-15 defines, as async-nats does: 7 tokens
 /// after the prefix, or 9 and more. It answers only when every numeric token
-/// is 1 to 18 plain digits, which async-nats parses to the same numbers;
-/// anything else is `None`, and the caller asks async-nats.
+/// is plain digits that async-nats parses to the same numbers: at most 18
+/// for the delivery count (an `i64` there), 19 for the others. Anything else
+/// is `None`, and the caller asks async-nats.
 fn delivery_numbers(reply: &str) -> Option<(u64, u64)> {
     let rest = reply.strip_prefix("$JS.ACK.")?.as_bytes();
-    // Where each of the first 10 tokens starts and ends, as async-nats
-    // looks at no more.
+    // Where each of the first 10 tokens starts and ends; async-nats looks
+    // at no more.
     let mut bounds = [(0usize, 0usize); 10];
     let mut count = 0;
     let mut start = 0;
-    for (at, byte) in rest.iter().enumerate() {
-        if *byte == b'.' {
-            bounds[count] = (start, at);
-            count += 1;
-            start = at + 1;
-            if count == bounds.len() {
-                break;
-            }
+    for dot in memchr::memchr_iter(b'.', rest) {
+        bounds[count] = (start, dot);
+        count += 1;
+        start = dot + 1;
+        if count == bounds.len() {
+            break;
         }
     }
     if count < bounds.len() {
         bounds[count] = (start, rest.len());
         count += 1;
     }
-    // The five numbers: delivered, stream and consumer sequence, timestamp,
-    // pending.
+    // Delivered, stream sequence, consumer sequence, timestamp, pending.
     let first = match count {
         7 => 2,
         9.. => 4,
         _ => return None,
     };
     let mut numbers = [0u64; 5];
-    for (number, &(start, end)) in numbers.iter_mut().zip(&bounds[first..first + 5]) {
+    for (at, (number, &(start, end))) in numbers
+        .iter_mut()
+        .zip(&bounds[first..first + 5])
+        .enumerate()
+    {
         let digits = &rest[start..end];
-        if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
+        let most = if at == 0 { 18 } else { 19 };
+        if digits.is_empty() || digits.len() > most || !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
         *number = digits
@@ -358,7 +361,15 @@ mod tests {
         };
         let numbers: Vec<String> = (0..5).map(|_| number()).collect();
         let n = numbers.join(".");
+        // A timestamp as the server writes it, in nanoseconds: 19 digits.
+        let timestamp = rng.random_range(1_700_000_000_000_000_000..2_000_000_000_000_000_000u64);
+        let server = format!(
+            "{}.{}.{}.{timestamp}.{}",
+            numbers[0], numbers[1], numbers[2], numbers[4]
+        );
         vec![
+            format!("$JS.ACK.BENCH.traced.{server}"),
+            format!("$JS.ACK._.ACCHASH.ORDERS.worker.{server}.tok3n"),
             format!("$JS.ACK.ORDERS.worker.{n}"),
             format!("$JS.ACK._.ACCHASH.ORDERS.worker.{n}"),
             format!("$JS.ACK.hub.ACCHASH.ORDERS.worker.{n}.tok3n"),
@@ -416,9 +427,15 @@ mod tests {
             quick_answers > 100,
             "only {quick_answers} variants were read"
         );
+        // As nats-server 2.15 writes it.
+        assert_eq!(
+            delivery_numbers("$JS.ACK.BENCH.traced.3.17.1.1795504900447626113.999"),
+            Some((3, 17))
+        );
         for too_long in [
             "$JS.ACK.S.c.1234567890123456789.1.1.1.1",
-            "$JS.ACK.S.c.1.99999999999999999999.1.1.1",
+            "$JS.ACK.S.c.1.12345678901234567890.1.1.1",
+            "$JS.ACK.S.c.1.1.1.12345678901234567890.1",
             "$JS.ACK.S.c.-1.1.1.1.1",
             "$JS.ACK.S.c.1.1.1.1",
             "$JS.ACK.S.c.1.1.1.1.1.1",
