@@ -516,6 +516,17 @@ async fn jetstream_traced(server: &NatsServer, count: u64) -> (Measure, SpanRepo
     (measure, counts.report())
 }
 
+/// The variants of a round, in the order they run.
+const VARIANTS: [&str; 7] = [
+    "raw",
+    "raw+header",
+    "2 SDK spans",
+    "sampled",
+    "unsampled",
+    "js-raw",
+    "js-traced",
+];
+
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -610,6 +621,20 @@ async fn run() {
         fill_stream(&server, count, size).await;
         all[5].push(jetstream_raw(&server, count).await);
         all[6].push(jetstream_traced(&server, count).await.0);
+        // Each round's figures, so that a bimodal variant shows as one.
+        let figures: Vec<String> = VARIANTS
+            .iter()
+            .zip(&all)
+            .filter_map(|(name, measures)| {
+                let measure = measures.last()?;
+                Some(format!(
+                    "{name} {:.0}k/s {:.2}µs",
+                    measure.rate() / 1000.0,
+                    measure.cpu_us_per_message()
+                ))
+            })
+            .collect();
+        println!("  {}", figures.join(", "));
     }
     let [
         raw,
