@@ -31,7 +31,10 @@ pub struct HandlerSpec {
     pub replies: bool,
     /// The macro's `concurrency`, if set.
     pub concurrency: Option<usize>,
-    /// The adapter from a message to the user's function.
+    /// The adapter from a message to the user's function. It must do
+    /// nothing before its future is first polled: the pipeline calls it
+    /// before it sets the current trace context and publisher, which are in
+    /// place for every poll.
     pub call: fn(Delivery) -> HandlerFuture,
     /// Where the handler is defined.
     pub file: &'static str,

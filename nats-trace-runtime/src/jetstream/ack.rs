@@ -31,9 +31,6 @@ use tokio::sync::{mpsc, oneshot};
 /// An ack's outcome: on failure the `error.type` and the message.
 pub(crate) type Outcome = Result<(), (&'static str, String)>;
 
-/// Most acks one request confirms.
-const MAX_BATCH: usize = 1024;
-
 /// One ack waiting to be sent and confirmed.
 struct Waiting {
     subject: Subject,
@@ -49,9 +46,12 @@ pub(crate) struct Acks {
 impl Acks {
     /// Starts the task that sends and confirms; it ends when every clone is
     /// dropped. `timeout` bounds each batch, sending and confirming.
-    pub(crate) fn new(client: Client, timeout: Duration) -> Self {
+    /// `concurrency` is the most acks that can wait at once (one per run in
+    /// progress): a batch takes them all, so that no ack waits behind more
+    /// than the batch in progress.
+    pub(crate) fn new(client: Client, timeout: Duration, concurrency: usize) -> Self {
         let (waiting, queue) = mpsc::unbounded_channel();
-        tokio::spawn(confirm_all(client, queue, timeout));
+        tokio::spawn(confirm_all(client, queue, timeout, concurrency.max(1)));
         Acks { waiting }
     }
 
@@ -77,10 +77,11 @@ async fn confirm_all(
     client: Client,
     mut queue: mpsc::UnboundedReceiver<Waiting>,
     timeout: Duration,
+    most: usize,
 ) {
     let mut batch = Vec::new();
     let mut sent = Vec::new();
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while queue.recv_many(&mut batch, most).await > 0 {
         // Sent from the back, so the last ack received is the request.
         batch.reverse();
         let outcome =
@@ -91,10 +92,16 @@ async fn confirm_all(
                     format!("the server did not confirm the ack within {timeout:?}"),
                 )),
             };
-        // What the timeout cut short shares its outcome. A waiter that gave
-        // up is gone; nothing to tell it.
+        // Acks the timeout left unsent were never published: their messages
+        // come again after `ack_wait`. A waiter that gave up is gone;
+        // nothing to tell it.
         for waiting in batch.drain(..) {
-            let _ = waiting.confirmed.send(outcome.clone());
+            let _ = waiting.confirmed.send(Err((
+                crate::semconv::error_type::TIMEOUT,
+                format!(
+                    "the ack could not be sent within {timeout:?}; the message will be delivered again"
+                ),
+            )));
         }
         for confirmed in sent.drain(..) {
             let _ = confirmed.send(outcome.clone());
@@ -140,4 +147,50 @@ async fn send(
 
 fn ack_body() -> Bytes {
     Bytes::from_static(b"+ACK")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::Acks;
+
+    /// A client whose server never answers: it never connects.
+    async fn unanswered_client() -> async_nats::Client {
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .expect("a client that connects in the background")
+    }
+
+    #[tokio::test]
+    async fn every_ack_is_answered_within_two_timeouts_however_many_wait() {
+        let timeout = Duration::from_millis(500);
+        // More than any fixed batch size, so a queue of several batches
+        // would show as a later answer.
+        let count = 5_000;
+        let acks = Acks::new(unanswered_client().await, timeout, count);
+        let started = Instant::now();
+        let outcomes = futures_util::future::join_all(
+            (0..count).map(|n| acks.ack(format!("$JS.ACK.S.c.1.{n}.{n}.1.0").into())),
+        )
+        .await;
+        let elapsed = started.elapsed();
+        assert!(
+            outcomes.iter().all(|outcome| outcome.is_err()),
+            "an unanswered ack was reported confirmed"
+        );
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, Err((error_type, _)) if *error_type == "timeout")),
+            "{:?}",
+            outcomes.iter().find(|o| !matches!(o, Err(("timeout", _))))
+        );
+        assert!(
+            elapsed < timeout * 3,
+            "answered after {elapsed:?}, more than two timeouts of {timeout:?}"
+        );
+    }
 }

@@ -237,8 +237,9 @@ fn delivery(
 /// Reads only the two shapes ADR-15 defines, as async-nats does: 7 tokens
 /// after the prefix, or 9 and more. It answers only when every numeric token
 /// is plain digits that async-nats parses to the same numbers: at most 18
-/// for the delivery count (an `i64` there), 19 for the others. Anything else
-/// is `None`, and the caller asks async-nats.
+/// for the delivery count (an `i64` there), 19 for the others, and a
+/// timestamp within `i64` nanoseconds (async-nats's `chrono` backend refuses
+/// more). Anything else is `None`, and the caller asks async-nats.
 fn delivery_numbers(reply: &str) -> Option<(u64, u64)> {
     let rest = reply.strip_prefix("$JS.ACK.")?.as_bytes();
     // Where each of the first 10 tokens starts and ends; async-nats looks
@@ -278,6 +279,9 @@ fn delivery_numbers(reply: &str) -> Option<(u64, u64)> {
         *number = digits
             .iter()
             .fold(0, |n, digit| n * 10 + u64::from(digit - b'0'));
+    }
+    if numbers[3] > i64::MAX as u64 {
+        return None;
     }
     Some((numbers[0], numbers[1]))
 }
@@ -436,6 +440,7 @@ mod tests {
             "$JS.ACK.S.c.1234567890123456789.1.1.1.1",
             "$JS.ACK.S.c.1.12345678901234567890.1.1.1",
             "$JS.ACK.S.c.1.1.1.12345678901234567890.1",
+            "$JS.ACK.S.c.1.1.1.9223372036854775808.1",
             "$JS.ACK.S.c.-1.1.1.1.1",
             "$JS.ACK.S.c.1.1.1.1",
             "$JS.ACK.S.c.1.1.1.1.1.1",

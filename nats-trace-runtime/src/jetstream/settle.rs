@@ -79,7 +79,11 @@ impl Settler {
             nak: operation("nak"),
             term: operation("term"),
             progress: operation("progress"),
-            acks: Acks::new(publisher.client().clone(), ACK_TIMEOUT),
+            acks: Acks::new(
+                publisher.client().clone(),
+                ACK_TIMEOUT,
+                handler.concurrency(),
+            ),
         }
     }
 }
@@ -283,8 +287,11 @@ pub(crate) async fn keep_alive(
     publisher: &Publisher,
 ) -> Infallible {
     let period = delivery.spec.ack_wait() / 2;
+    // A fixed schedule: a slow progress ack does not push the next one out.
+    let mut next = tokio::time::Instant::now() + period;
     loop {
-        tokio::time::sleep(period).await;
+        tokio::time::sleep_until(next).await;
+        next += period;
         // Boxed: most runs never get here, and their state stays small.
         Box::pin(progress(handler, delivery, cx, publisher)).await;
     }

@@ -348,59 +348,71 @@ impl Publisher {
 
     /// Publishes one message under a PRODUCER span `publish {subject}`, with
     /// `attempt` doing the sending, retried if a policy is set.
-    async fn send<R: Acknowledged, F, Fut>(
+    ///
+    /// A function returning an `async` block rather than an `async fn`, as
+    /// are the other steps of a publish: an `async fn` keeps a second copy
+    /// of its arguments, and this future lives in every caller's.
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps a second copy of its arguments in its state"
+    )]
+    fn send<R: Acknowledged, F, Fut>(
         &self,
         subject: &str,
         mut headers: HeaderMap,
         body: Bytes,
         attempt: F,
-    ) -> Result<R, PublishError>
+    ) -> impl Future<Output = Result<R, PublishError>>
     where
         F: Fn(Subject, HeaderMap, Bytes, Option<Duration>) -> Fut,
         Fut: Future<Output = Result<R, PublishError>>,
     {
-        let (names, cx) = self.start_send(
-            semconv::operation_name::PUBLISH,
-            SpanKind::Producer,
-            subject,
-            &mut headers,
-            body.len(),
-        );
-        let started = std::time::Instant::now();
-        let body_size = body.len();
-        let result = match self.inner.retry {
-            None => attempt(names.nats_subject(), headers, body, None).await,
-            Some(policy) => {
-                let (result, attempts) = retry(&cx, subject, policy, || {
-                    attempt(
-                        names.nats_subject(),
-                        headers.clone(),
-                        body.clone(),
-                        Some(policy.attempt_timeout),
-                    )
-                })
-                .await;
-                cx.span().set_attribute(KeyValue::new(
-                    semconv::PUBLISH_ATTEMPTS,
-                    i64::from(attempts),
-                ));
-                result
+        async move {
+            let (names, cx) = self.start_send(
+                semconv::operation_name::PUBLISH,
+                SpanKind::Producer,
+                subject,
+                &mut headers,
+                body.len(),
+            );
+            let started = std::time::Instant::now();
+            let body_size = body.len();
+            let result = match self.inner.retry {
+                None => attempt(names.nats_subject(), headers, body, None).await,
+                Some(policy) => {
+                    // Boxed: it holds a confirmation and a backoff timer, and
+                    // would grow every publish's future, retried or not.
+                    let (result, attempts) = Box::pin(retry(&cx, subject, policy, || {
+                        attempt(
+                            names.nats_subject(),
+                            headers.clone(),
+                            body.clone(),
+                            Some(policy.attempt_timeout),
+                        )
+                    }))
+                    .await;
+                    cx.span().set_attribute(KeyValue::new(
+                        semconv::PUBLISH_ATTEMPTS,
+                        i64::from(attempts),
+                    ));
+                    result
+                }
+            };
+            match &result {
+                Ok(ack) => ack.record(&cx),
+                Err(error) => record_error(&cx, error),
             }
-        };
-        match &result {
-            Ok(ack) => ack.record(&cx),
-            Err(error) => record_error(&cx, error),
+            cx.span().end();
+            self.record_operation(
+                semconv::operation_name::PUBLISH,
+                subject,
+                started,
+                1,
+                Some(body_size),
+                result.as_ref().err().map(PublishError::error_type),
+            );
+            result
         }
-        cx.span().end();
-        self.record_operation(
-            semconv::operation_name::PUBLISH,
-            subject,
-            started,
-            1,
-            Some(body_size),
-            result.as_ref().err().map(PublishError::error_type),
-        );
-        result
     }
 
     /// Records a client operation's duration and sent messages.
@@ -446,30 +458,37 @@ impl Publisher {
 
     /// One core NATS attempt; with `confirm`, the server must have received
     /// the message within that time.
-    async fn attempt_core(
+    #[allow(
+        clippy::manual_async_fn,
+        reason = "an `async fn` keeps a second copy of its arguments in its state"
+    )]
+    fn attempt_core(
         &self,
         subject: Subject,
         headers: HeaderMap,
         body: Bytes,
         confirm: Option<Duration>,
-    ) -> Result<(), PublishError> {
-        self.check_connected(&subject, confirm)?;
-        let client = &self.inner.client;
-        client
-            .publish_with_headers(subject.clone(), headers, body)
-            .await
-            .map_err(|source| PublishError::Publish {
-                subject: subject.to_string(),
-                source,
-            })?;
-        match confirm {
-            None => Ok(()),
-            Some(timeout) => tokio::time::timeout(timeout, self.round_trip(&subject))
+    ) -> impl Future<Output = Result<(), PublishError>> {
+        async move {
+            self.check_connected(&subject, confirm)?;
+            let client = &self.inner.client;
+            client
+                .publish_with_headers(subject.clone(), headers, body)
                 .await
-                .map_err(|_| PublishError::Timeout {
+                .map_err(|source| PublishError::Publish {
                     subject: subject.to_string(),
-                    timeout,
-                })?,
+                    source,
+                })?;
+            match confirm {
+                None => Ok(()),
+                // Boxed: only retried publishes confirm, and a request is large.
+                Some(timeout) => Box::pin(tokio::time::timeout(timeout, self.round_trip(&subject)))
+                    .await
+                    .map_err(|_| PublishError::Timeout {
+                        subject: subject.to_string(),
+                        timeout,
+                    })?,
+            }
         }
     }
 
