@@ -53,27 +53,18 @@ pub(crate) fn process(
         let parent = telemetry.propagation.extract(message.headers.as_ref());
         let info = jetstream.as_ref().map(|js| js.info);
         let cx = start_process_span(handler, &message, info.as_ref(), &parent, telemetry);
+        // Not kept across the awaits below, where it would take room.
         drop(parent);
         // Only value-returning handlers answer: a `()` handler on a subject a
         // stream also captures must not answer JetStream's publish acks.
         let reply_to = message.reply.clone().filter(|_| handler.replies());
 
         let delivery = Delivery::new(message, handler.subject(), cx.clone(), info);
-        // The handler's own publishes go through its runtime's connection.
         let result = match &jetstream {
-            None => {
-                current::scope(
-                    publisher.clone(),
-                    run_handler(handler, delivery).with_context(cx.clone()),
-                )
-                .await
-            }
+            None => run_in_scope(handler, delivery, &publisher, &cx).await,
             Some(js) => {
                 tokio::select! {
-                    result = current::scope(
-                        publisher.clone(),
-                        run_handler(handler, delivery).with_context(cx.clone()),
-                    ) => result,
+                    result = run_in_scope(handler, delivery, &publisher, &cx) => result,
                     never = settle::keep_alive(handler, js, &cx, &publisher) => match never {},
                 }
             }
@@ -168,6 +159,20 @@ fn message_id(headers: Option<&HeaderMap>) -> Option<&str> {
         .iter()
         .find(|(name, _)| **name == NATS_MESSAGE_ID)?;
     values.first().map(HeaderValue::as_str)
+}
+
+/// The handler's run with the process span as the current context, and its
+/// own publishes going through its runtime's connection.
+fn run_in_scope(
+    handler: &'static Handler,
+    delivery: Delivery,
+    publisher: &Publisher,
+    cx: &Context,
+) -> impl Future<Output = Result<Reply, Failure>> {
+    current::scope(
+        publisher.clone(),
+        run_handler(handler, delivery).with_context(cx.clone()),
+    )
 }
 
 /// Calls the handler, turning a panic into a [`Failure`] so the runtime
