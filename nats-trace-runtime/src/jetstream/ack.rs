@@ -69,7 +69,7 @@ impl Acks {
 }
 
 /// The `error.type` of an ack that could not be sent or was refused.
-const ACK_FAILED: &str = "ack_failed";
+pub(crate) const ACK_FAILED: &str = "ack_failed";
 
 /// Sends whatever acks are waiting, the last as a request, and answers
 /// each waiter, until no sender is left.

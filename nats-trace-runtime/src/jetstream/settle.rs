@@ -73,12 +73,12 @@ impl Settler {
         publisher: &Publisher,
     ) -> Self {
         let telemetry = publisher.telemetry();
-        let operation = |name| Operation::new(name, handler, spec, telemetry);
+        let operation = |name, failed| Operation::new(name, failed, handler, spec, telemetry);
         Settler {
-            ack: operation("ack"),
-            nak: operation("nak"),
-            term: operation("term"),
-            progress: operation("progress"),
+            ack: operation("ack", super::ack::ACK_FAILED),
+            nak: operation("nak", "nak_failed"),
+            term: operation("term", "term_failed"),
+            progress: operation("progress", "progress_failed"),
             acks: Acks::new(
                 publisher.client().clone(),
                 ACK_TIMEOUT,
@@ -93,6 +93,8 @@ impl Settler {
 struct Operation {
     /// `ack`, `nak`, `term` or `progress`.
     name: &'static str,
+    /// The `error.type` when it cannot be sent, e.g. `nak_failed`.
+    failed: &'static str,
     /// `{operation} {subscription}`.
     span_name: Cow<'static, str>,
     metric_attributes: Vec<KeyValue>,
@@ -101,12 +103,14 @@ struct Operation {
 impl Operation {
     fn new(
         name: &'static str,
+        failed: &'static str,
         handler: &'static Handler,
         spec: &'static JetStreamSpec,
         telemetry: &crate::telemetry::Telemetry,
     ) -> Self {
         Operation {
             name,
+            failed,
             span_name: crate::publisher::names::names(name, handler.subject()).span_name,
             metric_attributes: metrics::attributes(
                 name,
@@ -235,21 +239,15 @@ async fn nak(
         semconv::NAK_DELAY_MS,
         delay.as_millis() as i64,
     )];
-    traced(
+    let nak = &delivery.settler.nak;
+    signal(
         handler,
         delivery,
         cx,
         publisher,
-        &delivery.settler.nak,
+        nak,
         &extra,
-        || async {
-            let nak = Bytes::from(AckKind::Nak(Some(delay)));
-            publisher
-                .client()
-                .publish(delivery.ack_subject.clone(), nak)
-                .await
-                .map_err(|e| ("nak_failed", e.to_string()))
-        },
+        AckKind::Nak(Some(delay)),
     )
     .await;
 }
@@ -260,19 +258,35 @@ async fn term(
     cx: &Context,
     publisher: &Publisher,
 ) {
+    let term = &delivery.settler.term;
+    signal(handler, delivery, cx, publisher, term, &[], AckKind::Term).await;
+}
+
+/// Sends `kind` (a nak, a term or an in-progress ack) to the delivery's ack
+/// subject under `operation`'s CLIENT span: a plain publish, which the
+/// server does not answer.
+async fn signal(
+    handler: &'static Handler,
+    delivery: &JetStreamDelivery,
+    cx: &Context,
+    publisher: &Publisher,
+    operation: &Operation,
+    extra: &[KeyValue],
+    kind: AckKind,
+) {
     traced(
         handler,
         delivery,
         cx,
         publisher,
-        &delivery.settler.term,
-        &[],
+        operation,
+        extra,
         || async {
             publisher
                 .client()
-                .publish(delivery.ack_subject.clone(), Bytes::from(AckKind::Term))
+                .publish(delivery.ack_subject.clone(), Bytes::from(kind))
                 .await
-                .map_err(|e| ("term_failed", e.to_string()))
+                .map_err(|e| (operation.failed, e.to_string()))
         },
     )
     .await;
@@ -293,32 +307,18 @@ pub(crate) async fn keep_alive(
         tokio::time::sleep_until(next).await;
         next += period;
         // Boxed: most runs never get here, and their state stays small.
-        Box::pin(progress(handler, delivery, cx, publisher)).await;
+        let progress = &delivery.settler.progress;
+        Box::pin(signal(
+            handler,
+            delivery,
+            cx,
+            publisher,
+            progress,
+            &[],
+            AckKind::Progress,
+        ))
+        .await;
     }
-}
-
-async fn progress(
-    handler: &'static Handler,
-    delivery: &JetStreamDelivery,
-    cx: &Context,
-    publisher: &Publisher,
-) {
-    traced(
-        handler,
-        delivery,
-        cx,
-        publisher,
-        &delivery.settler.progress,
-        &[],
-        || async {
-            publisher
-                .client()
-                .publish(delivery.ack_subject.clone(), Bytes::from(AckKind::Progress))
-                .await
-                .map_err(|e| ("progress_failed", e.to_string()))
-        },
-    )
-    .await;
 }
 
 /// Publishes the original message, with headers saying why, to the
