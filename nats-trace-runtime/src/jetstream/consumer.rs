@@ -14,11 +14,12 @@ use async_nats::jetstream::Context as JetStream;
 use async_nats::jetstream::consumer::pull::Config as PullConfig;
 use async_nats::jetstream::consumer::{AckPolicy, Consumer, DeliverPolicy};
 use async_nats::jetstream::stream::ConsumerErrorKind;
+use async_nats::{Message, Subject};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use tokio::sync::watch;
 
 use super::JetStreamInfo;
+use super::pull::Inbox;
 use super::settle::{JetStreamDelivery, Original, Settler};
 use super::spec::JetStreamSpec;
 use crate::backoff::Backoff;
@@ -100,6 +101,7 @@ pub(crate) async fn serve(
     let permits = runs.permits().clone();
     let settler = Arc::new(Settler::new(handler, spec, &publisher));
     let mut failures = 0u32;
+    let mut inbox = None;
     loop {
         // Wait for room for at least one message, unless stopping.
         let first = tokio::select! {
@@ -117,14 +119,29 @@ pub(crate) async fn serve(
             pause_or_stop(Duration::from_millis(100), &mut stop).await;
             continue;
         }
+        let inbox = match &mut inbox {
+            Some(inbox) => inbox,
+            None => match Inbox::open(publisher.client()).await {
+                Ok(opened) => inbox.insert(opened),
+                Err(error) => {
+                    drop(first);
+                    recover(
+                        handler,
+                        spec,
+                        &jetstream,
+                        &mut consumer,
+                        &mut failures,
+                        &mut stop,
+                        &error.to_string(),
+                    )
+                    .await;
+                    continue;
+                }
+            },
+        };
         let wanted = (1 + permits.available_permits()).min(MAX_PULL);
-        let pull = consumer
-            .batch()
-            .max_messages(wanted)
-            .expires(PULL_EXPIRES)
-            .messages();
-        let mut batch = match pull.await {
-            Ok(batch) => batch,
+        let mut pull = match inbox.pull(&consumer, wanted, PULL_EXPIRES).await {
+            Ok(pull) => pull,
             Err(error) => {
                 drop(first);
                 recover(
@@ -134,20 +151,19 @@ pub(crate) async fn serve(
                     &mut consumer,
                     &mut failures,
                     &mut stop,
-                    &error.to_string(),
+                    &error,
                 )
                 .await;
                 continue;
             }
         };
         let mut first = Some(first);
-        while let Some(next) = batch.next().await {
+        while let Some(next) = pull.next().await {
             let mut message = match next {
                 Ok(message) => message,
-                Err(error) => {
+                Err(reason) => {
                     // E.g. 503 while JetStream restarts, or 409 when the
                     // consumer was deleted: back off and recreate it.
-                    let reason = error.to_string();
                     recover(
                         handler,
                         spec,
@@ -164,12 +180,16 @@ pub(crate) async fn serve(
             failures = 0;
             if *stop.borrow() {
                 // Never started: give it back at once, without acking.
+                let message = async_nats::jetstream::Message {
+                    message,
+                    context: jetstream.clone(),
+                };
                 if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
                     tracing::debug!(%error, "returning an unstarted message failed");
                 }
                 continue;
             }
-            let Some(delivery) = delivery(spec, &mut message, &settler) else {
+            let Some(delivery) = delivery(spec, &jetstream, &mut message, &settler) else {
                 tracing::warn!(
                     handler = handler.name(),
                     "a message without JetStream metadata was skipped"
@@ -183,7 +203,7 @@ pub(crate) async fn serve(
                     Err(_) => break,
                 },
             };
-            runs.start(message.message, Some(delivery), permit);
+            runs.start(message, Some(delivery), permit);
         }
     }
     runs.finish().await;
@@ -195,21 +215,13 @@ pub(crate) async fn serve(
 /// handler must never answer.
 fn delivery(
     spec: &'static JetStreamSpec,
-    message: &mut async_nats::jetstream::Message,
+    jetstream: &JetStream,
+    inner: &mut Message,
     settler: &Arc<Settler>,
 ) -> Option<JetStreamDelivery> {
-    let quick = message.message.reply.as_deref().and_then(delivery_numbers);
-    let (delivered, stream_sequence) = match quick {
-        Some(numbers) => numbers,
-        None => {
-            let info = message.info().ok()?;
-            (
-                u64::try_from(info.delivered).unwrap_or(1),
-                info.stream_sequence,
-            )
-        }
-    };
-    let inner = &mut message.message;
+    let reply = inner.reply.as_deref()?;
+    let (delivered, stream_sequence) =
+        delivery_numbers(reply).or_else(|| async_nats_numbers(jetstream, reply))?;
     let ack_subject = inner.reply.take()?;
     Some(JetStreamDelivery {
         spec,
@@ -286,6 +298,29 @@ fn delivery_numbers(reply: &str) -> Option<(u64, u64)> {
     Some((numbers[0], numbers[1]))
 }
 
+/// The delivery count and the stream sequence in a `$JS.ACK.` reply
+/// subject, as [`Message::info`](async_nats::jetstream::Message::info) reads
+/// them.
+fn async_nats_numbers(jetstream: &JetStream, reply: &str) -> Option<(u64, u64)> {
+    let probe = async_nats::jetstream::Message {
+        message: Message {
+            subject: Subject::from_static(""),
+            reply: Some(reply.into()),
+            payload: Bytes::new(),
+            headers: None,
+            status: None,
+            description: None,
+            length: 0,
+        },
+        context: jetstream.clone(),
+    };
+    let info = probe.info().ok()?;
+    Some((
+        u64::try_from(info.delivered).unwrap_or(1),
+        info.stream_sequence,
+    ))
+}
+
 /// After a failed pull: waits with backoff, then recreates the consumer,
 /// which may have been deleted or lost with a memory stream.
 async fn recover(
@@ -318,29 +353,8 @@ async fn pause_or_stop(delay: Duration, stop: &mut watch::Receiver<bool>) {
 
 #[cfg(test)]
 mod tests {
-    use super::delivery_numbers;
+    use super::{async_nats_numbers, delivery_numbers};
     use rand::Rng;
-
-    /// What async-nats reads from `reply`, through its public API.
-    fn async_nats_numbers(context: &super::JetStream, reply: &str) -> Option<(u64, u64)> {
-        let message = async_nats::jetstream::Message {
-            message: async_nats::Message {
-                subject: "orders".into(),
-                reply: Some(reply.into()),
-                payload: bytes::Bytes::new(),
-                headers: None,
-                status: None,
-                description: None,
-                length: 0,
-            },
-            context: context.clone(),
-        };
-        let info = message.info().ok()?;
-        Some((
-            u64::try_from(info.delivered).unwrap_or(1),
-            info.stream_sequence,
-        ))
-    }
 
     /// A context for `Message::info`, which never talks to a server.
     async fn context() -> super::JetStream {

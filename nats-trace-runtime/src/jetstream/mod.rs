@@ -8,6 +8,7 @@
 
 mod ack;
 pub(crate) mod consumer;
+mod pull;
 pub(crate) mod settle;
 mod spec;
 pub(crate) mod streams;
