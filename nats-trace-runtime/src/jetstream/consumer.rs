@@ -119,8 +119,8 @@ pub(crate) async fn serve(
             pause_or_stop(Duration::from_millis(100), &mut stop).await;
             continue;
         }
-        let inbox = match &mut inbox {
-            Some(inbox) => inbox,
+        let current = match &mut inbox {
+            Some(current) => current,
             None => match Inbox::open(publisher.client()).await {
                 Ok(opened) => inbox.insert(opened),
                 Err(error) => {
@@ -140,7 +140,7 @@ pub(crate) async fn serve(
             },
         };
         let wanted = (1 + permits.available_permits()).min(MAX_PULL);
-        let mut pull = match inbox.pull(&consumer, wanted, PULL_EXPIRES).await {
+        let mut pull = match current.pull(&consumer, wanted, PULL_EXPIRES).await {
             Ok(pull) => pull,
             Err(error) => {
                 drop(first);
@@ -204,6 +204,9 @@ pub(crate) async fn serve(
                 },
             };
             runs.start(message, Some(delivery), permit);
+        }
+        if current.is_closed() {
+            inbox = None;
         }
     }
     runs.finish().await;

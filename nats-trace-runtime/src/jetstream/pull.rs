@@ -13,7 +13,9 @@
 //! `expires`, 404), or, should the server's answer never come (it forgets
 //! pulls whose inbox lost interest, as in a reconnect), a grace period after
 //! `expires`. After that last case a late answer of the old pull can arrive
-//! during the next one; its messages are then simply handled there.
+//! during the next one; its messages are then simply handled there. Should
+//! the subscription itself end, the pull fails, and the handler opens a new
+//! inbox after its usual backoff.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -33,6 +35,9 @@ const GRACE: Duration = Duration::from_secs(5);
 pub(crate) struct Inbox {
     subject: Subject,
     subscriber: Subscriber,
+    /// The client ended the subscription (closed, or refused by the
+    /// server): pulls into it would never be answered.
+    closed: bool,
 }
 
 impl Inbox {
@@ -43,7 +48,13 @@ impl Inbox {
         Ok(Inbox {
             subject,
             subscriber,
+            closed: false,
         })
+    }
+
+    /// Whether the subscription ended; a new inbox is needed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed
     }
 
     /// Asks `consumer` for up to `wanted` messages, waiting at most
@@ -64,7 +75,7 @@ impl Inbox {
             .await
             .map_err(|error| error.to_string())?;
         Ok(Pull {
-            subscriber: &mut self.subscriber,
+            inbox: self,
             remaining: wanted,
             deadline: Box::pin(tokio::time::sleep(expires.saturating_add(GRACE))),
         })
@@ -73,7 +84,7 @@ impl Inbox {
 
 /// The messages of one pull.
 pub(crate) struct Pull<'a> {
-    subscriber: &'a mut Subscriber,
+    inbox: &'a mut Inbox,
     remaining: usize,
     /// One timer for the whole pull, not one per message.
     deadline: Pin<Box<Sleep>>,
@@ -82,13 +93,18 @@ pub(crate) struct Pull<'a> {
 impl Pull<'_> {
     /// The pull's next message; `None` once it ended. An error (the
     /// consumer was deleted, JetStream is unavailable, a limit was
-    /// exceeded) ends it too.
+    /// exceeded, the inbox was closed) ends it too.
     pub(crate) async fn next(&mut self) -> Option<Result<Message, String>> {
         while self.remaining > 0 {
             let message = tokio::select! {
                 biased;
-                message = self.subscriber.next() => message?,
+                message = self.inbox.subscriber.next() => message,
                 () = &mut self.deadline => break,
+            };
+            let Some(message) = message else {
+                self.remaining = 0;
+                self.inbox.closed = true;
+                return Some(Err("the subscription of the pull inbox ended".to_string()));
             };
             match message.status {
                 None | Some(StatusCode::OK) => {
@@ -108,5 +124,59 @@ impl Pull<'_> {
         }
         self.remaining = 0;
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Inbox, Pull};
+
+    /// A client whose server never answers: it never connects.
+    async fn unanswered_client() -> async_nats::Client {
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect("nats://127.0.0.1:1")
+            .await
+            .expect("a client that connects in the background")
+    }
+
+    fn pull(inbox: &mut Inbox, deadline: Duration) -> Pull<'_> {
+        Pull {
+            inbox,
+            remaining: 3,
+            deadline: Box::pin(tokio::time::sleep(deadline)),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unanswered_pull_ends_at_its_deadline_and_keeps_the_inbox() {
+        let client = unanswered_client().await;
+        let mut inbox = Inbox::open(&client).await.expect("inbox");
+        let mut pull = pull(&mut inbox, Duration::from_millis(50));
+        let ended = tokio::time::timeout(Duration::from_secs(5), pull.next()).await;
+        assert!(
+            matches!(ended, Ok(None)),
+            "the pull did not end at its deadline"
+        );
+        assert!(pull.next().await.is_none(), "an ended pull yielded again");
+        assert!(!inbox.is_closed());
+    }
+
+    #[tokio::test]
+    async fn a_pull_into_an_ended_subscription_fails_and_marks_the_inbox_closed() {
+        let client = unanswered_client().await;
+        let mut inbox = Inbox::open(&client).await.expect("inbox");
+        inbox.subscriber.unsubscribe().await.expect("unsubscribe");
+        let mut pull = pull(&mut inbox, Duration::from_secs(60));
+        let ended = tokio::time::timeout(Duration::from_secs(5), pull.next())
+            .await
+            .expect("the pull ended before its deadline");
+        assert!(
+            matches!(&ended, Some(Err(reason)) if reason.contains("subscription")),
+            "{ended:?}"
+        );
+        assert!(inbox.is_closed(), "a new inbox would not be opened");
     }
 }
