@@ -154,15 +154,7 @@ mod tests {
     use std::time::{Duration, Instant};
 
     use super::Acks;
-
-    /// A client whose server never answers: it never connects.
-    async fn unanswered_client() -> async_nats::Client {
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect("nats://127.0.0.1:1")
-            .await
-            .expect("a client that connects in the background")
-    }
+    use crate::jetstream::unanswered_client;
 
     #[tokio::test]
     async fn every_ack_is_answered_within_two_timeouts_however_many_wait() {

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::JetStreamInfo;
-use super::pull::Inbox;
+use super::pull;
 use super::settle::{JetStreamDelivery, Original, Settler};
 use super::spec::JetStreamSpec;
 use crate::backoff::Backoff;
@@ -119,28 +119,15 @@ pub(crate) async fn serve(
             pause_or_stop(Duration::from_millis(100), &mut stop).await;
             continue;
         }
-        let current = match &mut inbox {
-            Some(current) => current,
-            None => match Inbox::open(publisher.client()).await {
-                Ok(opened) => inbox.insert(opened),
-                Err(error) => {
-                    drop(first);
-                    recover(
-                        handler,
-                        spec,
-                        &jetstream,
-                        &mut consumer,
-                        &mut failures,
-                        &mut stop,
-                        &error.to_string(),
-                    )
-                    .await;
-                    continue;
-                }
-            },
-        };
         let wanted = (1 + permits.available_permits()).min(MAX_PULL);
-        let mut pull = match current.pull(&consumer, wanted, PULL_EXPIRES).await {
+        let pulled = pull::pull(
+            &mut inbox,
+            publisher.client(),
+            &consumer,
+            wanted,
+            PULL_EXPIRES,
+        );
+        let mut pull = match pulled.await {
             Ok(pull) => pull,
             Err(error) => {
                 drop(first);
@@ -204,9 +191,6 @@ pub(crate) async fn serve(
                 },
             };
             runs.start(message, Some(delivery), permit);
-        }
-        if current.is_closed() {
-            inbox = None;
         }
     }
     runs.finish().await;
@@ -361,12 +345,7 @@ mod tests {
 
     /// A context for `Message::info`, which never talks to a server.
     async fn context() -> super::JetStream {
-        let client = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect("nats://127.0.0.1:1")
-            .await
-            .expect("a client that connects in the background");
-        async_nats::jetstream::new(client)
+        async_nats::jetstream::new(crate::jetstream::unanswered_client().await)
     }
 
     fn subjects(rng: &mut impl Rng) -> Vec<String> {

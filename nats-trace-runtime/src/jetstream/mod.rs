@@ -26,6 +26,17 @@ pub use spec::{
 };
 pub use streams::StreamAction;
 
+/// A client whose server never answers: it never connects. For tests of
+/// what happens without answers, and of async-nats's parsing.
+#[cfg(test)]
+pub(crate) async fn unanswered_client() -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .connect("nats://127.0.0.1:1")
+        .await
+        .expect("a client that connects in the background")
+}
+
 /// Where a JetStream message came from; see [`MessageContext::jetstream`](crate::MessageContext::jetstream).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JetStreamInfo {

@@ -52,11 +52,6 @@ impl Inbox {
         })
     }
 
-    /// Whether the subscription ended; a new inbox is needed.
-    pub(crate) fn is_closed(&self) -> bool {
-        self.closed
-    }
-
     /// Asks `consumer` for up to `wanted` messages, waiting at most
     /// `expires` on the server for them to come.
     pub(crate) async fn pull(
@@ -80,6 +75,29 @@ impl Inbox {
             deadline: Box::pin(tokio::time::sleep(expires.saturating_add(GRACE))),
         })
     }
+}
+
+/// Asks `consumer` for up to `wanted` messages into `inbox`, opened first
+/// if there is none yet or the subscription of the last one ended.
+pub(crate) async fn pull<'a>(
+    inbox: &'a mut Option<Inbox>,
+    client: &Client,
+    consumer: &PullConsumer,
+    wanted: usize,
+    expires: Duration,
+) -> Result<Pull<'a>, String> {
+    if inbox.as_ref().is_some_and(|open| open.closed) {
+        *inbox = None;
+    }
+    let current = match inbox {
+        Some(current) => current,
+        None => inbox.insert(
+            Inbox::open(client)
+                .await
+                .map_err(|error| format!("subscribing the pull inbox failed: {error}"))?,
+        ),
+    };
+    current.pull(consumer, wanted, expires).await
 }
 
 /// The messages of one pull.
@@ -132,15 +150,7 @@ mod tests {
     use std::time::Duration;
 
     use super::{Inbox, Pull};
-
-    /// A client whose server never answers: it never connects.
-    async fn unanswered_client() -> async_nats::Client {
-        async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .connect("nats://127.0.0.1:1")
-            .await
-            .expect("a client that connects in the background")
-    }
+    use crate::jetstream::unanswered_client;
 
     fn pull(inbox: &mut Inbox, deadline: Duration) -> Pull<'_> {
         Pull {
@@ -161,7 +171,7 @@ mod tests {
             "the pull did not end at its deadline"
         );
         assert!(pull.next().await.is_none(), "an ended pull yielded again");
-        assert!(!inbox.is_closed());
+        assert!(!inbox.closed);
     }
 
     #[tokio::test]
@@ -177,6 +187,6 @@ mod tests {
             matches!(&ended, Some(Err(reason)) if reason.contains("subscription")),
             "{ended:?}"
         );
-        assert!(inbox.is_closed(), "a new inbox would not be opened");
+        assert!(inbox.closed, "a new inbox would not be opened");
     }
 }
