@@ -119,15 +119,10 @@ fn start_process_span(
     parent: &Context,
     telemetry: &Telemetry,
 ) -> Context {
-    // The subscription subject itself when it has no wildcards: no copy.
-    let destination = match message.subject.as_str() {
-        subject if subject == handler.subject() => StringValue::from(handler.subject()),
-        subject => StringValue::from(subject.to_string()),
-    };
     let mut attributes = semconv::messaging_attributes(
         semconv::operation_name::PROCESS,
         semconv::operation_type::PROCESS,
-        destination,
+        destination(handler, &message.subject),
         handler.subject(),
         10,
     );
@@ -150,6 +145,17 @@ fn start_process_span(
         .with_kind(SpanKind::Consumer)
         .with_attributes(attributes);
     telemetry.start_span(builder, parent)
+}
+
+/// `messaging.destination.name` of a message `handler` received on
+/// `subject`: the subscription subject itself when it has no wildcards, with
+/// no copy.
+pub(crate) fn destination(handler: &'static Handler, subject: &str) -> StringValue {
+    if subject == handler.subject() {
+        StringValue::from(handler.subject())
+    } else {
+        StringValue::from(subject.to_string())
+    }
 }
 
 /// The `Nats-Msg-Id` header, found by reading the few headers a message

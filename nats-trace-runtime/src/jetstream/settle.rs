@@ -13,7 +13,7 @@ use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
-use opentelemetry::{Context, KeyValue, StringValue};
+use opentelemetry::{Context, KeyValue};
 
 use super::JetStreamInfo;
 use super::ack::Acks;
@@ -415,14 +415,10 @@ async fn traced<F>(
     F: Future<Output = Result<(), (&'static str, String)>>,
 {
     let telemetry = publisher.telemetry();
-    let destination = match delivery.original.subject.as_str() {
-        subject if subject == handler.subject() => StringValue::from(handler.subject()),
-        subject => StringValue::from(subject.to_string()),
-    };
     let mut attributes = semconv::messaging_attributes(
         operation.name,
         semconv::operation_type::SETTLE,
-        destination,
+        crate::pipeline::destination(handler, &delivery.original.subject),
         handler.subject(),
         14,
     );
