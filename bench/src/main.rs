@@ -21,7 +21,11 @@
 //!   propagation only;
 //! - `js-raw` / `js-traced`: draining a JetStream stream of pre-published
 //!   messages, with a raw pull consumer that decodes and acks, against a
-//!   traced `#[nats_subscriber(stream = ..)]` handler.
+//!   traced `#[nats_subscriber(stream = ..)]` handler;
+//! - `js-raw+spans`: js-raw giving each message the two spans a traced
+//!   handler needs at least (process, and the ack's settle span), through
+//!   the same batch processor: the ceiling of js-traced (not a ratio of the
+//!   `RESULT` line).
 //!
 //! Every variant runs once per round, rounds interleaved, and the table shows
 //! each variant's median round, with the CPU per message of this process and
@@ -42,9 +46,11 @@ use nats_trace_runtime::telemetry::accounting::{
     CountingExporter, CountingProcessor, SpanCounts, SpanReport,
 };
 use nats_trace_testing::NatsServer;
+use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
-    BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
+    BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
@@ -363,8 +369,6 @@ async fn raw_with_header(server: &NatsServer, count: u64, size: usize) -> Measur
 /// same batch processor and discarding exporter as `sampled`. What any
 /// instrumentation built on the SDK pays at least for two spans.
 fn sdk_spans_only(count: u64) -> Measure {
-    use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider as _};
-    use opentelemetry::{Context, KeyValue};
     let (provider, _) = provider(Sampler::AlwaysOn);
     let tracer = provider.tracer("bench");
     let attributes = |operation: &'static str| {
@@ -487,21 +491,31 @@ async fn fill_stream(server: &NatsServer, count: u64, size: usize) {
     }
 }
 
-async fn jetstream_raw(server: &NatsServer, count: u64) -> Measure {
+/// Drains `count` messages of the stream with a plain pull consumer that
+/// decodes and acks, and with `spans`, gives each message the two spans a
+/// traced handler needs at least. Returns the measure and, with `spans`,
+/// the span report.
+async fn jetstream_raw(server: &NatsServer, count: u64, spans: bool) -> (Measure, SpanReport) {
     let client = async_nats::connect(server.url()).await.expect("connect");
     let jetstream = async_nats::jetstream::new(client);
     let stream = jetstream.get_stream("BENCH").await.expect("stream");
+    // Each variant drains the stream with its own durable consumer.
+    let durable = if spans { "raw-spans" } else { "raw" };
     let consumer = stream
         .get_or_create_consumer(
-            "raw",
+            durable,
             async_nats::jetstream::consumer::pull::Config {
-                durable_name: Some("raw".into()),
+                durable_name: Some(durable.into()),
                 ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
                 ..Default::default()
             },
         )
         .await
         .expect("consumer");
+    let traced = spans.then(|| provider(Sampler::AlwaysOn));
+    let tracer = traced
+        .as_ref()
+        .map(|(provider, _)| provider.tracer("bench"));
     RECEIVED.store(0, Ordering::Relaxed);
     let clock = Clock::start();
     let mut messages = consumer.messages().await.expect("messages");
@@ -516,10 +530,70 @@ async fn jetstream_raw(server: &NatsServer, count: u64) -> Measure {
         };
         let payload: Payload = serde_json::from_slice(&message.payload).expect("json");
         std::hint::black_box(payload.id);
-        message.ack().await.expect("ack");
+        match &tracer {
+            None => message.ack().await.expect("ack"),
+            Some(tracer) => {
+                let (process, settle) = jetstream_spans(tracer, &message);
+                message.ack().await.expect("ack");
+                settle.span().end();
+                process.span().end();
+            }
+        }
         arrived();
     }
-    clock.measure(count)
+    let measure = clock.measure(count);
+    let report = traced.map_or_else(SpanReport::default, |(provider, counts)| {
+        let _ = provider.shutdown();
+        counts.report()
+    });
+    (measure, report)
+}
+
+/// The two spans a traced JetStream handler needs at least, with the
+/// attributes the runtime gives them: a CONSUMER process span, and its
+/// CLIENT child around the ack. Returns both contexts, the settle one last.
+fn jetstream_spans(
+    tracer: &SdkTracer,
+    message: &async_nats::jetstream::Message,
+) -> (Context, Context) {
+    let info = message.info().expect("JetStream metadata");
+    let attributes = |operation: &'static str, kind: &'static str| {
+        vec![
+            KeyValue::new("messaging.system", "nats"),
+            KeyValue::new("messaging.operation.name", operation),
+            KeyValue::new("messaging.operation.type", kind),
+            KeyValue::new("messaging.destination.name", "bench.js"),
+            KeyValue::new("messaging.destination.template", "bench.js"),
+            KeyValue::new("messaging.consumer.group.name", "raw-spans"),
+            KeyValue::new("messaging.nats.stream", "BENCH"),
+            KeyValue::new("messaging.nats.consumer", "raw-spans"),
+            KeyValue::new(
+                "messaging.nats.stream_sequence",
+                info.stream_sequence as i64,
+            ),
+            KeyValue::new("messaging.nats.delivery_count", info.delivered),
+            KeyValue::new("server.address", "127.0.0.1"),
+            KeyValue::new("server.port", 4222_i64),
+        ]
+    };
+    let mut process_attributes = attributes("process", "process");
+    process_attributes.push(KeyValue::new(
+        "messaging.message.body.size",
+        message.payload.len() as i64,
+    ));
+    let process = tracer
+        .span_builder("process bench.js")
+        .with_kind(SpanKind::Consumer)
+        .with_attributes(process_attributes)
+        .start(tracer);
+    let process = Context::new().with_span(process);
+    let settle = tracer
+        .span_builder("ack bench.js")
+        .with_kind(SpanKind::Client)
+        .with_attributes(attributes("ack", "settle"))
+        .start_with_context(tracer, &process);
+    let settle = process.with_span(settle);
+    (process, settle)
 }
 
 async fn jetstream_traced(server: &NatsServer, count: u64) -> (Measure, SpanReport) {
@@ -535,13 +609,14 @@ async fn jetstream_traced(server: &NatsServer, count: u64) -> (Measure, SpanRepo
 }
 
 /// The variants of a round, in the order they run.
-const VARIANTS: [&str; 7] = [
+const VARIANTS: [&str; 8] = [
     "raw",
     "raw+header",
     "2 SDK spans",
     "sampled",
     "unsampled",
     "js-raw",
+    "js-raw+spans",
     "js-traced",
 ];
 
@@ -572,8 +647,8 @@ async fn run() {
         let _ = SERVER_PID.set(pid);
     }
     println!("nats-trace bench: {count} messages of ~{size} B per variant, window {WINDOW}");
-    // `--only raw|header|spans|sampled|unsampled|js|js-raw`: one variant alone,
-    // for profiling.
+    // `--only raw|header|spans|sampled|unsampled|js|js-raw|js-spans`: one
+    // variant alone, for profiling.
     let args: Vec<String> = std::env::args().collect();
     if let Some(only) = args
         .iter()
@@ -596,9 +671,13 @@ async fn run() {
                 fill_stream(&server, count, size).await;
                 jetstream_traced(&server, count).await.0
             }
+            "js-spans" => {
+                fill_stream(&server, count, size).await;
+                jetstream_raw(&server, count, true).await.0
+            }
             "js-raw" => {
                 fill_stream(&server, count, size).await;
-                jetstream_raw(&server, count).await
+                jetstream_raw(&server, count, false).await.0
             }
             _ => raw(&server, count, size).await,
         };
@@ -616,8 +695,9 @@ async fn run() {
     // Interleaved rounds, each variant's median taken: throughput on a small
     // shared machine drifts by more than the differences measured.
     let rounds = arg("--rounds", 3).max(1);
-    let mut all: [Vec<Measure>; 7] = Default::default();
+    let mut all: [Vec<Measure>; 8] = Default::default();
     let mut sampled_spans = SpanReport::default();
+    let mut js_spans_report = SpanReport::default();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
         all[0].push(raw(&server, count, size).await);
@@ -637,8 +717,12 @@ async fn run() {
                 .0,
         );
         fill_stream(&server, count, size).await;
-        all[5].push(jetstream_raw(&server, count).await);
-        all[6].push(jetstream_traced(&server, count).await.0);
+        all[5].push(jetstream_raw(&server, count, false).await.0);
+        let (js_spans, spans) = jetstream_raw(&server, count, true).await;
+        all[6].push(js_spans);
+        js_spans_report.ended += spans.ended;
+        js_spans_report.dropped += spans.dropped;
+        all[7].push(jetstream_traced(&server, count).await.0);
         // Each round's figures, so that a bimodal variant shows as one.
         let figures: Vec<String> = VARIANTS
             .iter()
@@ -661,6 +745,7 @@ async fn run() {
         sampled,
         unsampled,
         js_raw,
+        js_spans,
         js_traced,
     ] = all.map(median);
 
@@ -706,10 +791,15 @@ async fn run() {
     row("sampled", &sampled, &raw);
     row("unsampled", &unsampled, &raw);
     row("js-raw", &js_raw, &js_raw);
+    row("js-raw+spans", &js_spans, &js_raw);
     row("js-traced", &js_traced, &js_raw);
     println!(
         "spans (sampled, all rounds): ended {} exported {} dropped {} failed {}",
         sampled_spans.ended, sampled_spans.exported, sampled_spans.dropped, sampled_spans.failed
+    );
+    println!(
+        "spans (js-raw+spans, all rounds): ended {} dropped {}",
+        js_spans_report.ended, js_spans_report.dropped
     );
     println!(
         "RSS of the sampled pipeline: {:.1}% growth from {} to {} messages",
