@@ -124,7 +124,9 @@ fn start_process_span(
         semconv::operation_type::PROCESS,
         destination(handler, &message.subject),
         handler.subject(),
-        10,
+        // The 5 above, the body size, a consumer group, a message id, the
+        // JetStream ones and the server's.
+        8 + JetStreamInfo::ATTRIBUTES + telemetry.server_attributes().len(),
     );
     attributes.push(KeyValue::new(
         semconv::MESSAGING_MESSAGE_BODY_SIZE,
@@ -134,7 +136,7 @@ fn start_process_span(
         attributes.push(KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, queue));
     }
     if let Some(info) = jetstream {
-        attributes.extend(info.attributes());
+        info.add_attributes(&mut attributes);
     }
     if let Some(id) = message_id(message.headers.as_ref()) {
         attributes.push(KeyValue::new(semconv::MESSAGING_MESSAGE_ID, id.to_string()));

@@ -51,20 +51,28 @@ pub struct JetStreamInfo {
 }
 
 impl JetStreamInfo {
-    /// The JetStream span attributes.
-    pub(crate) fn attributes(&self) -> [KeyValue; 5] {
-        [
-            KeyValue::new(semconv::MESSAGING_CONSUMER_GROUP_NAME, self.consumer),
-            KeyValue::new(semconv::MESSAGING_NATS_STREAM, self.stream),
-            KeyValue::new(semconv::MESSAGING_NATS_CONSUMER, self.consumer),
-            KeyValue::new(
-                semconv::MESSAGING_NATS_STREAM_SEQUENCE,
-                self.stream_sequence as i64,
-            ),
-            KeyValue::new(
-                semconv::MESSAGING_NATS_DELIVERY_COUNT,
-                self.delivery_count as i64,
-            ),
-        ]
+    /// How many span attributes [`JetStreamInfo::add_attributes`] adds.
+    pub(crate) const ATTRIBUTES: usize = 5;
+
+    /// Adds the JetStream span attributes to `attributes`, one by one (see
+    /// [`semconv::messaging_attributes`] for why).
+    pub(crate) fn add_attributes(&self, attributes: &mut Vec<KeyValue>) {
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_CONSUMER_GROUP_NAME,
+            self.consumer,
+        ));
+        attributes.push(KeyValue::new(semconv::MESSAGING_NATS_STREAM, self.stream));
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_NATS_CONSUMER,
+            self.consumer,
+        ));
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_NATS_STREAM_SEQUENCE,
+            self.stream_sequence as i64,
+        ));
+        attributes.push(KeyValue::new(
+            semconv::MESSAGING_NATS_DELIVERY_COUNT,
+            self.delivery_count as i64,
+        ));
     }
 }

@@ -420,9 +420,9 @@ async fn traced<F>(
         semconv::operation_type::SETTLE,
         crate::pipeline::destination(handler, &delivery.original.subject),
         handler.subject(),
-        14,
+        5 + JetStreamInfo::ATTRIBUTES + extra.len() + telemetry.server_attributes().len(),
     );
-    attributes.extend(delivery.info.attributes());
+    delivery.info.add_attributes(&mut attributes);
     attributes.extend_from_slice(extra);
     attributes.extend_from_slice(telemetry.server_attributes());
     let builder = SpanBuilder::from_name(operation.span_name.clone())
