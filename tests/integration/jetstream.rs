@@ -696,6 +696,76 @@ async fn shutdown_under_load_acks_only_finished_handlers_and_a_new_runtime_takes
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
 }
 
+mod bounded {
+    use super::*;
+
+    pub const STREAM: StreamSpec = StreamSpec {
+        name: "BOUNDED",
+        subjects: &["bounded.>"],
+        ..StreamSpec::DEFAULT
+    };
+    /// Handlers running now, and the most that ever ran at once.
+    pub static RUNNING: Mutex<(usize, usize)> = Mutex::new((0, 0));
+    /// Holds every handler until the test lets them finish.
+    pub static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+    pub static FINISHED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+    #[nats_subscriber(
+        stream = "BOUNDED",
+        consumer = "bounded",
+        subject = "bounded.orders",
+        concurrency = 4
+    )]
+    async fn take(order: Order) {
+        {
+            let mut running = lock(&RUNNING);
+            running.0 += 1;
+            running.1 = running.1.max(running.0);
+        }
+        GATE.acquire().await.expect("the gate stays").forget();
+        lock(&RUNNING).0 -= 1;
+        lock(&FINISHED).push(order.id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_is_sent_no_more_messages_than_it_has_room_for() {
+    const COUNT: u32 = 40;
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let running = support::builder(&server, &capture, "integration::jetstream::bounded::")
+        .stream(bounded::STREAM)
+        .start()
+        .await
+        .expect("runtime starts");
+    publish_all(&running, "bounded.orders", 0..COUNT).await;
+    let full = eventually(support::WAIT, || lock(&bounded::RUNNING).0 == 4).await;
+    assert!(full, "four handlers run: {:?}", lock(&bounded::RUNNING));
+    // Long enough for another pull to be made and answered, were one made.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let info = consumer_info(&server, "BOUNDED", "bounded").await;
+    assert_eq!(
+        (info.num_ack_pending, info.num_pending),
+        (4, u64::from(COUNT) - 4),
+        "only as many messages delivered as the handler runs at once"
+    );
+
+    bounded::GATE.add_permits(COUNT as usize);
+    let all = eventually(support::WAIT, || {
+        lock(&bounded::FINISHED).len() == COUNT as usize
+    })
+    .await;
+    running.stop().await.expect("stops cleanly");
+    assert!(
+        all,
+        "{} of {COUNT} finished",
+        lock(&bounded::FINISHED).len()
+    );
+    assert_eq!(lock(&bounded::RUNNING).1, 4, "at most four ran at once");
+    let info = consumer_info(&server, "BOUNDED", "bounded").await;
+    assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
+}
+
 nats_trace_runtime::declare_stream!(StreamSpec {
     name: "DECLARED",
     subjects: &["declared.>"],
