@@ -5,6 +5,9 @@
 //! cargo run --release -p nats-trace-bench -- [--messages 300000] [--size 100] [--rounds 3]
 //! ```
 //!
+//! `--features mimalloc` runs every variant on mimalloc instead of the
+//! system's malloc.
+//!
 //! Variants, each closed-loop (the publisher stays at most `WINDOW` messages
 //! ahead of the subscriber, so core NATS drops nothing; every message is
 //! counted on arrival):
@@ -300,8 +303,8 @@ async fn wait_for(count: u64) {
 }
 
 async fn raw(server: &NatsServer, count: u64, size: usize) -> Measure {
-    let publisher = async_nats::connect(server.url()).await.expect("connect");
-    let subscriber = async_nats::connect(server.url()).await.expect("connect");
+    let publisher = connect(server).await;
+    let subscriber = connect(server).await;
     let mut subscription = subscriber.subscribe("bench.raw").await.expect("subscribe");
     subscriber.flush().await.expect("flush");
     let consumer = tokio::spawn(async move {
@@ -331,8 +334,8 @@ async fn raw(server: &NatsServer, count: u64, size: usize) -> Measure {
 /// makes the client build a header map per message on both ends.
 async fn raw_with_header(server: &NatsServer, count: u64, size: usize) -> Measure {
     const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let publisher = async_nats::connect(server.url()).await.expect("connect");
-    let subscriber = async_nats::connect(server.url()).await.expect("connect");
+    let publisher = connect(server).await;
+    let subscriber = connect(server).await;
     let mut subscription = subscriber
         .subscribe("bench.header")
         .await
@@ -438,7 +441,7 @@ async fn traced_run(
 ) -> (Measure, Option<(u64, u64)>, SpanReport) {
     let (provider, counts) = provider(sampler);
     let running = start(server, &provider, "::traced").await;
-    let client = async_nats::connect(server.url()).await.expect("connect");
+    let client = connect(server).await;
     let publisher = Publisher::with_tracer_provider(client, provider.clone());
     let mut mark = None;
     let measure = closed_loop(count, size, |payload| {
@@ -461,7 +464,7 @@ async fn traced_run(
 }
 
 async fn fill_stream(server: &NatsServer, count: u64, size: usize) {
-    let client = async_nats::connect(server.url()).await.expect("connect");
+    let client = connect(server).await;
     let jetstream = async_nats::jetstream::new(client);
     let _ = jetstream
         .get_or_create_stream(async_nats::jetstream::stream::Config {
@@ -491,12 +494,30 @@ async fn fill_stream(server: &NatsServer, count: u64, size: usize) {
     }
 }
 
+/// A connection of the bench's own, that reports what happens to it: a
+/// message lost to a slow consumer or a reconnect shows here, not only as a
+/// count that never completes.
+async fn connect(server: &NatsServer) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .event_callback(|event| async move {
+            if !matches!(
+                event,
+                async_nats::Event::Connected | async_nats::Event::Closed
+            ) {
+                eprintln!("bench connection: {event}");
+            }
+        })
+        .connect(server.url())
+        .await
+        .expect("connect")
+}
+
 /// Drains `count` messages of the stream with a plain pull consumer that
 /// decodes and acks, and with `spans`, gives each message the two spans a
 /// traced handler needs at least. Returns the measure and, with `spans`,
 /// the span report.
 async fn jetstream_raw(server: &NatsServer, count: u64, spans: bool) -> (Measure, SpanReport) {
-    let client = async_nats::connect(server.url()).await.expect("connect");
+    let client = connect(server).await;
     let jetstream = async_nats::jetstream::new(client);
     let stream = jetstream.get_stream("BENCH").await.expect("stream");
     // Each variant drains the stream with its own durable consumer.
@@ -629,6 +650,20 @@ fn arg(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// With `--features mimalloc`, every variant allocates through mimalloc:
+/// with glibc's malloc, the SDK's export thread frees each span on the
+/// arena of the worker that built it, and they contend for its lock.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The allocator every variant of this build uses.
+const ALLOCATOR_NAME: &str = if cfg!(feature = "mimalloc") {
+    "mimalloc"
+} else {
+    "the system's malloc"
+};
+
 fn main() {
     fix_malloc_thresholds();
     tokio::runtime::Builder::new_multi_thread()
@@ -646,7 +681,9 @@ async fn run() {
     if let Some(pid) = server.pid() {
         let _ = SERVER_PID.set(pid);
     }
-    println!("nats-trace bench: {count} messages of ~{size} B per variant, window {WINDOW}");
+    println!(
+        "nats-trace bench: {count} messages of ~{size} B per variant, window {WINDOW}, {ALLOCATOR_NAME}"
+    );
     // `--only raw|header|spans|sampled|unsampled|js|js-raw|js-spans`: one
     // variant alone, for profiling.
     let args: Vec<String> = std::env::args().collect();
