@@ -367,6 +367,27 @@ async fn raw_with_header(server: &NatsServer, count: u64, size: usize) -> Measur
     measure
 }
 
+/// The attributes the runtime gives a messaging span, `extra` among them,
+/// as the reference variants set them.
+fn messaging_attributes<const N: usize>(
+    operation: &'static str,
+    kind: &'static str,
+    destination: &'static str,
+    extra: [KeyValue; N],
+) -> Vec<KeyValue> {
+    // Sized as the runtime sizes its vectors: one allocation per span.
+    let mut attributes = Vec::with_capacity(7 + N);
+    attributes.push(KeyValue::new("messaging.system", "nats"));
+    attributes.push(KeyValue::new("messaging.operation.name", operation));
+    attributes.push(KeyValue::new("messaging.operation.type", kind));
+    attributes.push(KeyValue::new("messaging.destination.name", destination));
+    attributes.push(KeyValue::new("messaging.destination.template", destination));
+    attributes.extend(extra);
+    attributes.push(KeyValue::new("server.address", "127.0.0.1"));
+    attributes.push(KeyValue::new("server.port", 4222_i64));
+    attributes
+}
+
 /// The OpenTelemetry SDK alone, no NATS: per message, a PRODUCER span and
 /// its CONSUMER child with the attributes the pipeline sets, through the
 /// same batch processor and discarding exporter as `sampled`. What any
@@ -375,16 +396,12 @@ fn sdk_spans_only(count: u64) -> Measure {
     let (provider, _) = provider(Sampler::AlwaysOn);
     let tracer = provider.tracer("bench");
     let attributes = |operation: &'static str| {
-        vec![
-            KeyValue::new("messaging.system", "nats"),
-            KeyValue::new("messaging.operation.name", operation),
-            KeyValue::new("messaging.operation.type", operation),
-            KeyValue::new("messaging.destination.name", "bench.traced"),
-            KeyValue::new("messaging.destination.template", "bench.traced"),
-            KeyValue::new("messaging.message.body.size", 100_i64),
-            KeyValue::new("server.address", "127.0.0.1"),
-            KeyValue::new("server.port", 4222_i64),
-        ]
+        messaging_attributes(
+            operation,
+            operation,
+            "bench.traced",
+            [KeyValue::new("messaging.message.body.size", 100_i64)],
+        )
     };
     let clock = Clock::start();
     for _ in 0..count {
@@ -579,23 +596,21 @@ fn jetstream_spans(
 ) -> (Context, Context) {
     let info = message.info().expect("JetStream metadata");
     let attributes = |operation: &'static str, kind: &'static str| {
-        vec![
-            KeyValue::new("messaging.system", "nats"),
-            KeyValue::new("messaging.operation.name", operation),
-            KeyValue::new("messaging.operation.type", kind),
-            KeyValue::new("messaging.destination.name", "bench.js"),
-            KeyValue::new("messaging.destination.template", "bench.js"),
-            KeyValue::new("messaging.consumer.group.name", "raw-spans"),
-            KeyValue::new("messaging.nats.stream", "BENCH"),
-            KeyValue::new("messaging.nats.consumer", "raw-spans"),
-            KeyValue::new(
-                "messaging.nats.stream_sequence",
-                info.stream_sequence as i64,
-            ),
-            KeyValue::new("messaging.nats.delivery_count", info.delivered),
-            KeyValue::new("server.address", "127.0.0.1"),
-            KeyValue::new("server.port", 4222_i64),
-        ]
+        messaging_attributes(
+            operation,
+            kind,
+            "bench.js",
+            [
+                KeyValue::new("messaging.consumer.group.name", "raw-spans"),
+                KeyValue::new("messaging.nats.stream", "BENCH"),
+                KeyValue::new("messaging.nats.consumer", "raw-spans"),
+                KeyValue::new(
+                    "messaging.nats.stream_sequence",
+                    info.stream_sequence as i64,
+                ),
+                KeyValue::new("messaging.nats.delivery_count", info.delivered),
+            ],
+        )
     };
     let mut process_attributes = attributes("process", "process");
     process_attributes.push(KeyValue::new(
