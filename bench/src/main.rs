@@ -375,8 +375,9 @@ fn messaging_attributes<const N: usize>(
     destination: &'static str,
     extra: [KeyValue; N],
 ) -> Vec<KeyValue> {
-    // Sized as the runtime sizes its vectors: one allocation per span.
-    let mut attributes = Vec::with_capacity(7 + N);
+    // Sized as the runtime sizes its vectors, one allocation per span, with
+    // room for the body size the process span adds.
+    let mut attributes = Vec::with_capacity(8 + N);
     attributes.push(KeyValue::new("messaging.system", "nats"));
     attributes.push(KeyValue::new("messaging.operation.name", operation));
     attributes.push(KeyValue::new("messaging.operation.type", kind));
