@@ -131,10 +131,12 @@ pub use shutdown::StopHandle;
 ///   on delivery `max_deliver` → dead letter, then term;
 /// - undecodable payload → dead letter, then term (it will never decode).
 ///
-/// The dead letter carries the original payload and headers, its trace
-/// context, and [`jetstream::dead_letter_headers`] with the last error and
-/// the delivery count. If it cannot be published the message is not termed,
-/// so it stays in the stream. Every settle is a CLIENT span `ack|nak|term|progress
+/// The dead letter carries the original payload and headers, read back
+/// from the stream, its trace context, and [`jetstream::dead_letter_headers`]
+/// with the last error and the delivery count. If it cannot be read or
+/// published the message is not termed, so it stays in the stream; if the
+/// stream no longer holds it (a limit removed it), it is termed with nothing
+/// to dead-letter. Every settle is a CLIENT span `ack|nak|term|progress
 /// {subject}` under the process span, which carries `messaging.nats.stream`,
 /// `messaging.nats.consumer`, `messaging.nats.stream_sequence` and
 /// `messaging.nats.delivery_count`. The handler sees them through

@@ -52,7 +52,19 @@ pub(crate) fn process(
         let telemetry = publisher.telemetry();
         let parent = telemetry.propagation.extract(message.headers.as_ref());
         let info = jetstream.as_ref().map(|js| js.info);
-        let cx = start_process_span(handler, &message, info.as_ref(), &parent, telemetry);
+        // A JetStream delivery's settle spans share it.
+        let destination = match &jetstream {
+            Some(js) => js.destination.clone(),
+            None => destination(handler, &message.subject),
+        };
+        let cx = start_process_span(
+            handler,
+            &message,
+            destination,
+            info.as_ref(),
+            &parent,
+            telemetry,
+        );
         // Not kept across the awaits below, where it would take room.
         drop(parent);
         // Only value-returning handlers answer: a `()` handler on a subject a
@@ -115,6 +127,7 @@ pub(crate) fn metric_attributes(
 fn start_process_span(
     handler: &'static Handler,
     message: &Message,
+    destination: StringValue,
     jetstream: Option<&JetStreamInfo>,
     parent: &Context,
     telemetry: &Telemetry,
@@ -122,7 +135,7 @@ fn start_process_span(
     let mut attributes = semconv::messaging_attributes(
         semconv::operation_name::PROCESS,
         semconv::operation_type::PROCESS,
-        destination(handler, &message.subject),
+        destination,
         handler.subject(),
         // The 5 above, the body size, a consumer group, a message id, the
         // JetStream ones and the server's.
@@ -151,12 +164,13 @@ fn start_process_span(
 
 /// `messaging.destination.name` of a message `handler` received on
 /// `subject`: the subscription subject itself when it has no wildcards, with
-/// no copy.
+/// no copy, or else one shared copy that every span of the message can
+/// clone.
 pub(crate) fn destination(handler: &'static Handler, subject: &str) -> StringValue {
     if subject == handler.subject() {
         StringValue::from(handler.subject())
     } else {
-        StringValue::from(subject.to_string())
+        StringValue::from(Arc::<str>::from(subject))
     }
 }
 

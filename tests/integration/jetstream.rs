@@ -288,13 +288,11 @@ async fn an_undecodable_payload_is_termed_and_never_redelivered() {
         .await
         .expect("runtime starts");
 
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Order-Source", "poison-test");
     running
         .publisher()
-        .publish_jetstream_bytes(
-            "poison.orders",
-            Default::default(),
-            Bytes::from_static(b"{oops"),
-        )
+        .publish_jetstream_bytes("poison.orders", headers, Bytes::from_static(b"{oops"))
         .await
         .expect("stored");
     let spans = capture.wait_for_named("term poison.orders", 1).await;
@@ -309,6 +307,11 @@ async fn an_undecodable_payload_is_termed_and_never_redelivered() {
 
     assert_eq!(letter.payload, Bytes::from_static(b"{oops"));
     let headers = letter.headers.expect("dead-letter headers");
+    assert_eq!(
+        headers.get("Order-Source").map(|v| v.as_str()),
+        Some("poison-test"),
+        "the original headers travel with the dead letter"
+    );
     assert_eq!(
         headers
             .get(dead_letter_headers::ERROR_TYPE)
@@ -444,6 +447,81 @@ async fn after_max_deliver_failures_the_message_is_dead_lettered() {
     let dead = named(&spans, "publish graveyard.orders");
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].parent_span_id, process[1].span_context.span_id());
+}
+
+mod vanished {
+    use super::*;
+
+    pub const STREAM: StreamSpec = StreamSpec {
+        name: "VANISHED",
+        subjects: &["vanished.>"],
+        ..StreamSpec::DEFAULT
+    };
+
+    /// Fails for good after removing its own message from the stream, as a
+    /// stream limit could while it ran.
+    #[nats_subscriber(
+        stream = "VANISHED",
+        consumer = "vanished",
+        subject = "vanished.orders",
+        max_deliver = 1
+    )]
+    async fn take(_order: Order, ctx: MessageContext) -> Result<(), std::io::Error> {
+        let info = ctx.jetstream().expect("a JetStream delivery");
+        let client = Publisher::current()
+            .expect("inside a handler")
+            .client()
+            .clone();
+        let deleted = async_nats::jetstream::new(client)
+            .get_stream(info.stream)
+            .await
+            .map_err(std::io::Error::other)?
+            .delete_message(info.stream_sequence)
+            .await
+            .map_err(std::io::Error::other)?;
+        assert!(deleted, "the message was in the stream");
+        Err(std::io::Error::other("fails after its message vanished"))
+    }
+}
+
+#[tokio::test]
+async fn a_failed_message_its_stream_no_longer_holds_is_termed_without_a_dead_letter() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let client = support::connect(&server).await;
+    let mut dead_letters = client
+        .subscribe("dlq.VANISHED.vanished")
+        .await
+        .expect("subscribe");
+    let running = support::builder(&server, &capture, "integration::jetstream::vanished::")
+        .stream(vanished::STREAM)
+        .start()
+        .await
+        .expect("runtime starts");
+
+    publish_all(&running, "vanished.orders", [7]).await;
+    let spans = capture.wait_for_named("term vanished.orders", 1).await;
+    let letter = tokio::time::timeout(Duration::from_millis(500), dead_letters.next()).await;
+    running.stop().await.expect("clean stop");
+
+    assert!(letter.is_err(), "no dead letter: {letter:?}");
+    let process = named(&spans, "process vanished.orders");
+    assert_eq!(process.len(), 1, "{}", describe(&spans));
+    assert!(matches!(process[0].status, Status::Error { .. }));
+    assert!(
+        process[0]
+            .events
+            .iter()
+            .any(|event| event.name == "dead letter skipped"),
+        "the process span says why: {:?}",
+        process[0].events
+    );
+    let term = named(&spans, "term vanished.orders");
+    assert_eq!(term[0].parent_span_id, process[0].span_context.span_id());
+    assert!(named(&spans, "nak vanished.orders").is_empty());
+    assert!(named(&spans, "publish dlq.VANISHED.vanished").is_empty());
+    let info = consumer_info(&server, "VANISHED", "vanished").await;
+    assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
 }
 
 mod patient {

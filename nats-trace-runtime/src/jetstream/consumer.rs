@@ -20,7 +20,7 @@ use tokio::sync::watch;
 
 use super::JetStreamInfo;
 use super::pull;
-use super::settle::{JetStreamDelivery, Original, Settler};
+use super::settle::{JetStreamDelivery, Settler};
 use super::spec::JetStreamSpec;
 use crate::backoff::Backoff;
 use crate::dispatch::{InFlight, Runs};
@@ -99,7 +99,7 @@ pub(crate) async fn serve(
 ) {
     let runs = Runs::new(handler, Some(spec.consumer), publisher.clone(), in_flight);
     let permits = runs.permits().clone();
-    let settler = Arc::new(Settler::new(handler, spec, &publisher));
+    let settler = Arc::new(Settler::new(handler, spec, &jetstream, &publisher));
     let mut failures = 0u32;
     let mut inbox = None;
     loop {
@@ -176,7 +176,7 @@ pub(crate) async fn serve(
                 }
                 continue;
             }
-            let Some(delivery) = delivery(spec, &jetstream, &mut message, &settler) else {
+            let Some(delivery) = delivery(handler, spec, &jetstream, &mut message, &settler) else {
                 tracing::warn!(
                     handler = handler.name(),
                     "a message without JetStream metadata was skipped"
@@ -200,7 +200,11 @@ pub(crate) async fn serve(
 /// Takes the JetStream metadata out of a delivered message, leaving a plain
 /// message for the pipeline: its reply subject is the ack subject, which a
 /// handler must never answer.
+///
+/// Nothing else is copied: the handler gets the message itself, and a dead
+/// letter reads the stored message back from the stream.
 fn delivery(
+    handler: &'static Handler,
     spec: &'static JetStreamSpec,
     jetstream: &JetStream,
     inner: &mut Message,
@@ -219,11 +223,7 @@ fn delivery(
             delivery_count: delivered,
         },
         ack_subject,
-        original: Original {
-            subject: inner.subject.clone(),
-            headers: inner.headers.clone(),
-            payload: Bytes::clone(&inner.payload),
-        },
+        destination: crate::pipeline::destination(handler, &inner.subject),
         settler: settler.clone(),
     })
 }

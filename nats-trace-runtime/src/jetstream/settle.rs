@@ -9,11 +9,14 @@ use std::time::Duration;
 
 use async_nats::header::{HeaderName, HeaderValue};
 use async_nats::jetstream::AckKind;
+use async_nats::jetstream::Context as JetStream;
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
-use opentelemetry::{Context, KeyValue};
+use opentelemetry::{Context, KeyValue, StringValue};
 
 use super::JetStreamInfo;
 use super::ack::Acks;
@@ -51,8 +54,8 @@ pub(crate) struct JetStreamDelivery {
     pub(crate) info: JetStreamInfo,
     /// The `$JS.ACK…` subject acks are sent to.
     pub(crate) ack_subject: Subject,
-    /// The original message, for a dead letter.
-    pub(crate) original: Original,
+    /// `messaging.destination.name`, shared by the message's spans.
+    pub(crate) destination: StringValue,
     /// What settling the handler's messages needs, built once.
     pub(crate) settler: Arc<Settler>,
 }
@@ -64,12 +67,15 @@ pub(crate) struct Settler {
     term: Operation,
     progress: Operation,
     acks: Acks,
+    /// Reads a message back from its stream for its dead letter.
+    jetstream: JetStream,
 }
 
 impl Settler {
     pub(crate) fn new(
         handler: &'static Handler,
         spec: &'static JetStreamSpec,
+        jetstream: &JetStream,
         publisher: &Publisher,
     ) -> Self {
         let telemetry = publisher.telemetry();
@@ -84,6 +90,7 @@ impl Settler {
                 ACK_TIMEOUT,
                 handler.concurrency(),
             ),
+            jetstream: jetstream.clone(),
         }
     }
 }
@@ -121,13 +128,6 @@ impl Operation {
             ),
         }
     }
-}
-
-/// A copy of the delivered message (cheap for the body, which is shared).
-pub(crate) struct Original {
-    pub(crate) subject: Subject,
-    pub(crate) headers: Option<HeaderMap>,
-    pub(crate) payload: Bytes,
 }
 
 /// How a finished delivery is settled.
@@ -193,7 +193,9 @@ pub(crate) async fn settle(
 }
 
 /// Dead-letters a message that failed for good, then terms it. If the dead
-/// letter cannot be sent, the message is naked instead, to come back.
+/// letter cannot be sent, the message is naked instead, to come back; if
+/// its stream no longer holds it, there is nothing to keep, and it is
+/// termed.
 async fn give_up(
     handler: &'static Handler,
     delivery: &JetStreamDelivery,
@@ -207,7 +209,24 @@ async fn give_up(
         .await;
     match sent {
         Ok(()) => term(handler, delivery, cx, publisher).await,
-        Err(error) => {
+        Err(NotDeadLettered::Gone) => {
+            tracing::warn!(
+                handler = handler.name(),
+                stream = delivery.spec.stream,
+                sequence = delivery.info.stream_sequence,
+                "the stream no longer holds the failed message (a limit or a purge removed it), \
+                 so there is nothing to dead-letter; terminating it"
+            );
+            cx.span().add_event(
+                "dead letter skipped",
+                vec![KeyValue::new(
+                    "exception.message",
+                    "the stream no longer holds the message",
+                )],
+            );
+            term(handler, delivery, cx, publisher).await;
+        }
+        Err(NotDeadLettered::Failed(error)) => {
             // Not termed: the message comes back after the backoff delay and
             // its dead letter is tried again. The server sets no delivery
             // limit, so it cannot be dropped.
@@ -220,7 +239,7 @@ async fn give_up(
             );
             cx.span().add_event(
                 "dead letter failed",
-                vec![KeyValue::new("exception.message", error.to_string())],
+                vec![KeyValue::new("exception.message", error)],
             );
             let delay = delivery.spec.nak_delay(delivery.info.delivery_count);
             nak(handler, delivery, cx, publisher, delay).await;
@@ -321,21 +340,34 @@ pub(crate) async fn keep_alive(
     }
 }
 
+/// Why a message was not dead-lettered.
+enum NotDeadLettered {
+    /// Its stream no longer holds it: a limit or a purge removed it, so
+    /// there is nothing left to keep.
+    Gone,
+    /// Reading it back or publishing its dead letter failed; its next
+    /// delivery tries again.
+    Failed(String),
+}
+
 /// Publishes the original message, with headers saying why, to the
 /// dead-letter subject, confirmed by the server. The publish span is a child
 /// of the process span, so the dead letter stays in the message's trace.
+///
+/// The original is read back from the stream, which keeps it until it is
+/// settled: keeping a copy of every message for the few that fail would
+/// cost every message a copy of its headers.
 async fn dead_letter(
     delivery: &JetStreamDelivery,
     failure: &Failure,
     publisher: &Publisher,
-) -> Result<(), crate::PublishError> {
+) -> Result<(), NotDeadLettered> {
     let info = &delivery.info;
+    let original = stored(delivery).await?;
     // The original's publish expectations must not apply to the copy.
-    let mut headers: HeaderMap = delivery
-        .original
+    let mut headers: HeaderMap = original
         .headers
         .iter()
-        .flat_map(|headers| headers.iter())
         .filter(|(name, _)| !EXPECTATION_HEADERS.contains(&AsRef::<str>::as_ref(*name)))
         .flat_map(|(name, values)| {
             values
@@ -361,10 +393,7 @@ async fn dead_letter(
         dead_letter_headers::DELIVERY_COUNT,
         info.delivery_count.to_string(),
     );
-    set(
-        dead_letter_headers::SUBJECT,
-        delivery.original.subject.to_string(),
-    );
+    set(dead_letter_headers::SUBJECT, original.subject.to_string());
     set(dead_letter_headers::STREAM, info.stream.to_string());
     set(dead_letter_headers::CONSUMER, info.consumer.to_string());
     set(
@@ -372,11 +401,11 @@ async fn dead_letter(
         info.stream_sequence.to_string(),
     );
     let subject = delivery.spec.dead_letter_subject();
-    let body = delivery.original.payload.clone();
+    let body = original.payload;
     let confirmed = publisher.with_retry(RetryPolicy::retries(3));
     // Stored when a stream captures the subject; a JetStream publish to a
     // subject without one would wait in vain for the stream's ack.
-    if publisher.stream_for(&subject).await.is_some() {
+    let published = if publisher.stream_for(&subject).await.is_some() {
         confirmed
             .publish_jetstream_bytes(&subject, headers, body)
             .await
@@ -388,7 +417,32 @@ async fn dead_letter(
              published, not stored; declare a stream for it to keep dead letters"
         );
         confirmed.publish_bytes(&subject, headers, body).await
-    }
+    };
+    published.map_err(|error| NotDeadLettered::Failed(error.to_string()))
+}
+
+/// The delivered message as its stream stores it: subject, headers and
+/// body, whatever the handler did with its own copy.
+async fn stored(delivery: &JetStreamDelivery) -> Result<StreamMessage, NotDeadLettered> {
+    let (stream, sequence) = (delivery.spec.stream, delivery.info.stream_sequence);
+    let failed = |error: &dyn std::fmt::Display| {
+        NotDeadLettered::Failed(format!(
+            "reading message {sequence} back from stream {stream} failed: {error}"
+        ))
+    };
+    let handle = delivery
+        .settler
+        .jetstream
+        .get_stream_no_info(stream)
+        .await
+        .map_err(|error| failed(&error))?;
+    handle
+        .get_raw_message(sequence)
+        .await
+        .map_err(|error| match error.kind() {
+            RawMessageErrorKind::NoMessageFound => NotDeadLettered::Gone,
+            _ => failed(&error),
+        })
 }
 
 /// Headers that tell JetStream what to expect of a publish; a dead letter
@@ -418,7 +472,7 @@ async fn traced<F>(
     let mut attributes = semconv::messaging_attributes(
         operation.name,
         semconv::operation_type::SETTLE,
-        crate::pipeline::destination(handler, &delivery.original.subject),
+        delivery.destination.clone(),
         handler.subject(),
         5 + JetStreamInfo::ATTRIBUTES + extra.len() + telemetry.server_attributes().len(),
     );
