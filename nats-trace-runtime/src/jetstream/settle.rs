@@ -354,9 +354,10 @@ enum NotDeadLettered {
 /// dead-letter subject, confirmed by the server. The publish span is a child
 /// of the process span, so the dead letter stays in the message's trace.
 ///
-/// The original is read back from the stream, which keeps it until it is
-/// settled: keeping a copy of every message for the few that fail would
-/// cost every message a copy of its headers.
+/// The original is read back from the stream, which holds it at least
+/// until it is settled, unless a limit or a purge removed it: keeping a
+/// copy of every message for the few that fail would cost every message a
+/// copy of its subject and headers.
 async fn dead_letter(
     delivery: &JetStreamDelivery,
     failure: &Failure,
