@@ -302,33 +302,10 @@ async fn wait_for(count: u64) {
     wait_until(count, Duration::from_secs(120)).await;
 }
 
-/// A subject no earlier measurement used, under `prefix`.
-///
-/// Each raw measurement connects a new publisher and subscriber and drops
-/// the last ones. While they all reused one subject, about one full run in
-/// six lost messages in a raw variant: all of them, or the last few dozen.
-/// A stall diagnostic showed every message written by the publisher and
-/// read by nats-server, the new subscriber's `SUB` answered, and none
-/// delivered to it; the earlier connections on that subject were closed.
-/// The server's side of it was not found. With a subject of its own, no
-/// measurement depends on how the server retires earlier interest in it.
-///
-/// Leaked (a few bytes per measurement), so that publishing to it costs
-/// exactly what publishing to a literal does.
-fn fresh_subject(prefix: &str) -> &'static str {
-    static MEASUREMENTS: AtomicU64 = AtomicU64::new(0);
-    let n = MEASUREMENTS.fetch_add(1, Ordering::Relaxed);
-    String::leak(format!("{prefix}.{n}"))
-}
-
 async fn raw(server: &NatsServer, count: u64, size: usize) -> Measure {
-    let subject = fresh_subject("bench.raw");
     let publisher = connect(server).await;
     let subscriber = connect(server).await;
-    let mut subscription = subscriber
-        .subscribe(subject)
-        .await
-        .expect("subscribe");
+    let mut subscription = subscriber.subscribe("bench.raw").await.expect("subscribe");
     subscriber.flush().await.expect("flush");
     let consumer = tokio::spawn(async move {
         while let Some(message) = subscription.next().await {
@@ -342,7 +319,7 @@ async fn raw(server: &NatsServer, count: u64, size: usize) -> Measure {
         async move {
             let body = serde_json::to_vec(&payload).expect("json");
             publisher
-                .publish(subject, body.into())
+                .publish("bench.raw", body.into())
                 .await
                 .expect("publish");
         }
@@ -357,11 +334,10 @@ async fn raw(server: &NatsServer, count: u64, size: usize) -> Measure {
 /// makes the client build a header map per message on both ends.
 async fn raw_with_header(server: &NatsServer, count: u64, size: usize) -> Measure {
     const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-    let subject = fresh_subject("bench.header");
     let publisher = connect(server).await;
     let subscriber = connect(server).await;
     let mut subscription = subscriber
-        .subscribe(subject)
+        .subscribe("bench.header")
         .await
         .expect("subscribe");
     subscriber.flush().await.expect("flush");
@@ -381,7 +357,7 @@ async fn raw_with_header(server: &NatsServer, count: u64, size: usize) -> Measur
             let mut headers = async_nats::HeaderMap::new();
             headers.insert("traceparent", TRACEPARENT);
             publisher
-                .publish_with_headers(subject, headers, body.into())
+                .publish_with_headers("bench.header", headers, body.into())
                 .await
                 .expect("publish");
         }
