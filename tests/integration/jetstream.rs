@@ -463,7 +463,7 @@ mod vanished {
     #[nats_subscriber(
         stream = "VANISHED",
         consumer = "vanished",
-        subject = "vanished.orders",
+        subject = "vanished.*",
         max_deliver = 1
     )]
     async fn take(_order: Order, ctx: MessageContext) -> Result<(), std::io::Error> {
@@ -500,12 +500,12 @@ async fn a_failed_message_its_stream_no_longer_holds_is_termed_without_a_dead_le
         .expect("runtime starts");
 
     publish_all(&running, "vanished.orders", [7]).await;
-    let spans = capture.wait_for_named("term vanished.orders", 1).await;
+    let spans = capture.wait_for_named("term vanished.*", 1).await;
     let letter = tokio::time::timeout(Duration::from_millis(500), dead_letters.next()).await;
     running.stop().await.expect("clean stop");
 
     assert!(letter.is_err(), "no dead letter: {letter:?}");
-    let process = named(&spans, "process vanished.orders");
+    let process = named(&spans, "process vanished.*");
     assert_eq!(process.len(), 1, "{}", describe(&spans));
     assert!(matches!(process[0].status, Status::Error { .. }));
     assert!(
@@ -516,9 +516,20 @@ async fn a_failed_message_its_stream_no_longer_holds_is_termed_without_a_dead_le
         "the process span says why: {:?}",
         process[0].events
     );
-    let term = named(&spans, "term vanished.orders");
+    let term = named(&spans, "term vanished.*");
     assert_eq!(term[0].parent_span_id, process[0].span_context.span_id());
-    assert!(named(&spans, "nak vanished.orders").is_empty());
+    // A wildcard subscription: both spans name the concrete subject.
+    for span in [process[0], term[0]] {
+        assert_eq!(
+            string_attribute(span, semconv::MESSAGING_DESTINATION_NAME).as_deref(),
+            Some("vanished.orders")
+        );
+        assert_eq!(
+            string_attribute(span, semconv::MESSAGING_DESTINATION_TEMPLATE).as_deref(),
+            Some("vanished.*")
+        );
+    }
+    assert!(named(&spans, "nak vanished.*").is_empty());
     assert!(named(&spans, "publish dlq.VANISHED.vanished").is_empty());
     let info = consumer_info(&server, "VANISHED", "vanished").await;
     assert_eq!((info.num_ack_pending, info.num_pending), (0, 0));
