@@ -200,7 +200,10 @@ impl Builder {
     /// environment variables (on by default). It never does when a tracer
     /// provider was given to the builder, or when the application installed
     /// a global tracer provider before starting the runtime: then the
-    /// application's providers and propagator are used as they are.
+    /// application's providers and propagator are used as they are. A meter
+    /// provider given to the builder, or installed as the global one, is
+    /// likewise used as it is, even when the traces are set up from the
+    /// environment.
     ///
     /// Set up from the environment, the runtime installs its providers and
     /// propagator as the globals and shuts them down when it stops, flushing
@@ -298,7 +301,9 @@ impl Builder {
             && self.telemetry_from_env
             && !telemetry::global_tracer_installed()
         {
-            Some(telemetry::install::from_env(&OtelEnv::from_env()))
+            // An application's own meter provider, given or global, stays.
+            let meters = self.meter_provider.is_none() && !telemetry::global_meter_installed();
+            Some(telemetry::install::from_env(&OtelEnv::from_env(), meters))
         } else {
             None
         };

@@ -9,6 +9,12 @@
 //! With `APP_MODE=global` it first installs its own global tracer provider
 //! (in memory) and a custom propagator, as an application that set up
 //! OpenTelemetry itself, and prints `RESPECTED in_memory=.. custom_header=..`.
+//!
+//! With `APP_MODE=meter` it first installs only a global meter provider of
+//! its own (in memory), leaving the traces to the environment, and prints
+//! `METERED metered=.. after_stop=..`: the messages its provider counted in
+//! `messaging.process.duration`, and whether it still is the global meter
+//! provider once the runtime stopped.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,6 +22,8 @@ use std::time::Duration;
 use nats_trace_runtime::prelude::*;
 use nats_trace_runtime::runtime;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
 use serde::{Deserialize, Serialize};
 
@@ -65,9 +73,28 @@ impl TextMapPropagator for AppPropagator {
     }
 }
 
+/// The sum of a histogram's counts over its data points, in the newest
+/// export that has it (the exporter keeps cumulative snapshots).
+fn histogram_count(exported: &[ResourceMetrics], name: &str) -> u64 {
+    exported
+        .iter()
+        .rev()
+        .flat_map(|resource| resource.scope_metrics())
+        .flat_map(|scope| scope.metrics())
+        .find(|metric| metric.name() == name)
+        .map(|metric| match metric.data() {
+            AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
+                histogram.data_points().map(|point| point.count()).sum()
+            }
+            _ => 0,
+        })
+        .unwrap_or(0)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let global = std::env::var("APP_MODE").as_deref() == Ok("global");
+    let mode = std::env::var("APP_MODE").unwrap_or_default();
+    let global = mode == "global";
     let memory = InMemorySpanExporter::default();
     if global {
         let provider = SdkTracerProvider::builder()
@@ -76,6 +103,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         opentelemetry::global::set_tracer_provider(provider);
         opentelemetry::global::set_text_map_propagator(AppPropagator);
     }
+    let metered = (mode == "meter").then(|| {
+        let exporter = InMemoryMetricExporter::default();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        opentelemetry::global::set_meter_provider(provider.clone());
+        (provider, exporter)
+    });
     let messages: u32 = std::env::var("APP_MESSAGES")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -105,6 +140,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         spans.dropped,
         PROCESSED.load(Ordering::Relaxed)
     );
+    if let Some((provider, exporter)) = metered {
+        // Recorded through the global provider after the runtime stopped.
+        opentelemetry::global::meter("otel-app")
+            .u64_counter("app.after_stop")
+            .build()
+            .add(1, &[]);
+        provider.force_flush()?;
+        let exported = exporter.get_finished_metrics()?;
+        println!(
+            "METERED metered={} after_stop={}",
+            histogram_count(&exported, "messaging.process.duration"),
+            exported
+                .iter()
+                .flat_map(|resource| resource.scope_metrics())
+                .flat_map(|scope| scope.metrics())
+                .any(|metric| metric.name() == "app.after_stop") as u8
+        );
+    }
     if global {
         println!(
             "RESPECTED in_memory={} custom_header={}",

@@ -522,3 +522,39 @@ async fn an_app_installed_global_provider_and_propagator_are_used_not_replaced()
         "no provider of the runtime's own exported"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_installed_global_meter_provider_is_kept_when_traces_come_from_the_environment() {
+    let server = support::server();
+    let (endpoint, collector) = http_collector().await;
+    let stdout = run_app(
+        &server,
+        &[
+            ("APP_MODE", "meter"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ],
+    )
+    .await;
+    // The three orders and the quote request.
+    assert_eq!(
+        report_value(&stdout, "metered"),
+        Some(4),
+        "the runtime's metrics went to the app's meter provider: {stdout}"
+    );
+    assert_eq!(
+        report_value(&stdout, "after_stop"),
+        Some(1),
+        "the app's meter provider is still the global one after the stop: {stdout}"
+    );
+    let names: Vec<String> = collector.spans().into_iter().map(|(_, s)| s.name).collect();
+    assert!(
+        names.iter().any(|name| name == "process app.orders"),
+        "the traces were still set up from the environment: {names:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        collector.lock().metrics.is_empty(),
+        "no meter provider of the runtime's own exported: {:?}",
+        collector.metrics().keys().collect::<Vec<_>>()
+    );
+}

@@ -26,8 +26,9 @@ pub(crate) struct Installed {
 
 /// Builds the providers `env` asks for and installs them, and the
 /// propagators, as the globals. With `OTEL_SDK_DISABLED=true` no provider is
-/// built, so the API's no-op globals stay.
-pub(crate) fn from_env(env: &OtelEnv) -> Installed {
+/// built, so the API's no-op globals stay. A meter provider is built only
+/// when `meters` is set: not when the application has one of its own.
+pub(crate) fn from_env(env: &OtelEnv, meters: bool) -> Installed {
     for warning in &env.warnings {
         tracing::warn!("{warning}");
     }
@@ -49,16 +50,27 @@ pub(crate) fn from_env(env: &OtelEnv) -> Installed {
     let resource = Resource::builder().build();
     let tracer_provider = tracer_provider(env, resource.clone(), &counts);
     global::set_tracer_provider(tracer_provider.clone());
-    let meter_provider = meter_provider(env, resource);
-    global::set_meter_provider(meter_provider.clone());
-    tracing::info!(
-        traces = %env.traces,
-        metrics = %env.metrics,
-        "OpenTelemetry set up from the environment"
-    );
+    let meter_provider = meters.then(|| {
+        let provider = meter_provider(env, resource);
+        global::set_meter_provider(provider.clone());
+        provider
+    });
+    if meter_provider.is_some() {
+        tracing::info!(
+            traces = %env.traces,
+            metrics = %env.metrics,
+            "OpenTelemetry set up from the environment"
+        );
+    } else {
+        tracing::info!(
+            traces = %env.traces,
+            "OpenTelemetry traces set up from the environment; metrics go to the \
+             application's meter provider"
+        );
+    }
     Installed {
         tracer_provider: Some(tracer_provider),
-        meter_provider: Some(meter_provider),
+        meter_provider,
         counts,
     }
 }
@@ -72,6 +84,8 @@ impl Installed {
             meter_provider,
             counts,
         } = self;
+        let installed_tracer = tracer_provider.is_some();
+        let installed_meter = meter_provider.is_some();
         // The SDK blocks while it exports.
         let done = tokio::task::spawn_blocking(move || {
             if let Some(provider) = tracer_provider
@@ -91,8 +105,13 @@ impl Installed {
         }
         // Shut-down providers must not stay the globals: a runtime started
         // later in this process would take them for the application's own.
-        global::set_tracer_provider(opentelemetry::trace::noop::NoopTracerProvider::new());
-        global::set_meter_provider(opentelemetry::metrics::noop::NoopMeterProvider::new());
+        // Only the runtime's own are taken back.
+        if installed_tracer {
+            global::set_tracer_provider(opentelemetry::trace::noop::NoopTracerProvider::new());
+        }
+        if installed_meter {
+            global::set_meter_provider(opentelemetry::metrics::noop::NoopMeterProvider::new());
+        }
         let report = counts.report();
         if report.dropped > 0 || report.failed > 0 {
             tracing::warn!(

@@ -154,6 +154,16 @@ pub fn batch_config() -> opentelemetry_sdk::trace::BatchConfig {
     }
 }
 
+/// Whether the application installed a global meter provider. The API
+/// offers no way to ask, so this looks at the provider itself: the API's
+/// default is its no-op provider, which has no state at all, while the SDK's
+/// provider, and any provider that records somewhere, holds some. (A
+/// stateless provider of the application's own would be taken for the
+/// no-op one.)
+pub(crate) fn global_meter_installed() -> bool {
+    std::mem::size_of_val(&*global::meter_provider()) != 0
+}
+
 /// Whether the application installed a global tracer provider. The API's
 /// no-op tracer hands back its parent's span context; an SDK tracer makes a
 /// new span id. The parent is remote and unsampled, so the SDK's default
