@@ -12,9 +12,14 @@
 //! ahead of the subscriber, so core NATS drops nothing; every message is
 //! counted on arrival):
 //! - `raw`: async-nats publish, and a plain subscription that decodes the JSON;
-//! - `raw+header`: the same with a fixed `traceparent` header read on arrival,
-//!   the floor for any instrumentation that propagates a trace (not a ratio
-//!   of the `RESULT` line);
+//! - `raw+header`: the same with a fixed, sampled `traceparent` header read
+//!   on arrival, the floor for any instrumentation that propagates a sampled
+//!   trace (not a ratio of the `RESULT` line);
+//! - `raw+header 00`: the same with an unsampled `traceparent` (flags `00`),
+//!   the floor of the unsampled variant. nats-server looks for a message
+//!   trace destination whenever a `traceparent` is sampled, copying every
+//!   header of the message into a map first, so a sampled one costs the
+//!   server more;
 //! - `2 SDK spans`: the OpenTelemetry SDK alone, no NATS: a PRODUCER span and
 //!   its CONSUMER child per message through the same batch processor, the
 //!   CPU floor of any SDK-based tracing of a message (CPU only);
@@ -388,11 +393,22 @@ async fn raw(server: &NatsServer, count: u64, size: usize) -> Result<Measure, St
     measure
 }
 
+/// A sampled `traceparent`.
+const SAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// An unsampled `traceparent`.
+const UNSAMPLED: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
+
 /// Raw async-nats carrying a fixed `traceparent` header that the subscriber
 /// reads: the least any propagating instrumentation costs, since a header
-/// makes the client build a header map per message on both ends.
-async fn raw_with_header(server: &NatsServer, count: u64, size: usize) -> Result<Measure, Stalled> {
-    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// makes the client build a header map per message on both ends, and a
+/// sampled one makes nats-server copy the headers to look for a message
+/// trace destination.
+async fn raw_with_header(
+    server: &NatsServer,
+    count: u64,
+    size: usize,
+    traceparent: &'static str,
+) -> Result<Measure, Stalled> {
     let publisher = connect(server).await;
     let subscriber = connect(server).await;
     let mut subscription = subscriber
@@ -414,7 +430,7 @@ async fn raw_with_header(server: &NatsServer, count: u64, size: usize) -> Result
         async move {
             let body = serde_json::to_vec(&payload).expect("json");
             let mut headers = async_nats::HeaderMap::new();
-            headers.insert("traceparent", TRACEPARENT);
+            headers.insert("traceparent", traceparent);
             publisher
                 .publish_with_headers("bench.header", headers, body.into())
                 .await
@@ -706,9 +722,10 @@ async fn jetstream_traced(server: &NatsServer, count: u64) -> (Measure, SpanRepo
 }
 
 /// The variants of a round, in the order they run.
-const VARIANTS: [&str; 8] = [
+const VARIANTS: [&str; 9] = [
     "raw",
     "raw+header",
+    "raw+header 00",
     "2 SDK spans",
     "sampled",
     "unsampled",
@@ -760,7 +777,7 @@ async fn run() {
     println!(
         "nats-trace bench: {count} messages of ~{size} B per variant, window {WINDOW}, {ALLOCATOR_NAME}"
     );
-    // `--only raw|header|spans|sampled|unsampled|js|js-raw|js-spans`: one
+    // `--only raw|header|header-00|spans|sampled|unsampled|js|js-raw|js-spans`: one
     // variant alone, for profiling.
     let args: Vec<String> = std::env::args().collect();
     if let Some(only) = args
@@ -780,7 +797,13 @@ async fn run() {
             }
             "header" => {
                 retried("raw+header", async || {
-                    raw_with_header(&server, count, size).await
+                    raw_with_header(&server, count, size, SAMPLED).await
+                })
+                .await
+            }
+            "header-00" => {
+                retried("raw+header 00", async || {
+                    raw_with_header(&server, count, size, UNSAMPLED).await
                 })
                 .await
             }
@@ -813,7 +836,7 @@ async fn run() {
     // Interleaved rounds, each variant's median taken: throughput on a small
     // shared machine drifts by more than the differences measured.
     let rounds = arg("--rounds", 3).max(1);
-    let mut all: [Vec<Measure>; 8] = Default::default();
+    let mut all: [Vec<Measure>; 9] = Default::default();
     let mut sampled_spans = SpanReport::default();
     let mut js_spans_report = SpanReport::default();
     for round in 1..=rounds {
@@ -821,31 +844,37 @@ async fn run() {
         all[0].push(retried("raw", async || raw(&server, count, size).await).await);
         all[1].push(
             retried("raw+header", async || {
-                raw_with_header(&server, count, size).await
+                raw_with_header(&server, count, size, SAMPLED).await
+            })
+            .await,
+        );
+        all[2].push(
+            retried("raw+header 00", async || {
+                raw_with_header(&server, count, size, UNSAMPLED).await
             })
             .await,
         );
         let spans = tokio::task::spawn_blocking(move || sdk_spans_only(count));
-        all[2].push(spans.await.expect("spans"));
+        all[3].push(spans.await.expect("spans"));
         let (sampled, _, spans) = traced_run(&server, Sampler::AlwaysOn, count, size, None).await;
-        all[3].push(sampled);
+        all[4].push(sampled);
         sampled_spans.ended += spans.ended;
         sampled_spans.exported += spans.exported;
         sampled_spans.dropped += spans.dropped;
         sampled_spans.failed += spans.failed;
         let unsampled_sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
-        all[4].push(
+        all[5].push(
             traced_run(&server, unsampled_sampler, count, size, None)
                 .await
                 .0,
         );
         fill_stream(&server, count, size).await;
-        all[5].push(jetstream_raw(&server, count, false).await.0);
+        all[6].push(jetstream_raw(&server, count, false).await.0);
         let (js_spans, spans) = jetstream_raw(&server, count, true).await;
-        all[6].push(js_spans);
+        all[7].push(js_spans);
         js_spans_report.ended += spans.ended;
         js_spans_report.dropped += spans.dropped;
-        all[7].push(jetstream_traced(&server, count).await.0);
+        all[8].push(jetstream_traced(&server, count).await.0);
         // Each round's figures, so that a bimodal variant shows as one.
         let figures: Vec<String> = VARIANTS
             .iter()
@@ -864,6 +893,7 @@ async fn run() {
     let [
         raw,
         header,
+        header_unsampled,
         spans_only,
         sampled,
         unsampled,
@@ -886,12 +916,12 @@ async fn run() {
 
     println!();
     println!(
-        "{:<12} {:>12} {:>10} {:>14} {:>10} {:>14}",
+        "{:<14} {:>12} {:>10} {:>14} {:>10} {:>14}",
         "variant", "msg/s", "vs raw", "CPU µs/msg", "vs raw", "server µs/msg"
     );
     let row = |name: &str, m: &Measure, base: &Measure| {
         println!(
-            "{:<12} {:>12.0} {:>9.2}x {:>14.2} {:>9.2}x {:>14.2}",
+            "{:<14} {:>12.0} {:>9.2}x {:>14.2} {:>9.2}x {:>14.2}",
             name,
             m.rate(),
             m.rate() / base.rate(),
@@ -902,8 +932,9 @@ async fn run() {
     };
     row("raw", &raw, &raw);
     row("raw+header", &header, &raw);
+    row("raw+header 00", &header_unsampled, &raw);
     println!(
-        "{:<12} {:>12} {:>10} {:>14.2} {:>9.2}x {:>14}",
+        "{:<14} {:>12} {:>10} {:>14.2} {:>9.2}x {:>14}",
         "2 SDK spans",
         "-",
         "-",
