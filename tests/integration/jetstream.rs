@@ -1016,3 +1016,121 @@ async fn a_deleted_consumer_is_recreated_and_processing_resumes() {
     running.stop().await.expect("clean stop");
     assert!(resumed, "processing resumed: {:?}", lock(&recovering::SEEN));
 }
+
+mod forbidden {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub const STREAM: StreamSpec = StreamSpec {
+        name: "FORBIDDEN",
+        subjects: &["forbidden.>"],
+        ..StreamSpec::DEFAULT
+    };
+
+    pub static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+    #[nats_subscriber(
+        stream = "FORBIDDEN",
+        consumer = "forbidden",
+        subject = "forbidden.orders",
+        max_deliver = 1,
+        backoff = ["50ms"]
+    )]
+    async fn take(_order: Order) -> Result<(), std::io::Error> {
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        Err(std::io::Error::other("always fails"))
+    }
+}
+
+/// A user that may not read messages back from a stream by sequence, which
+/// a dead letter needs.
+const FORBIDDEN_CONFIG: &str = r#"
+authorization {
+  users = [
+    { user: admin, password: admin }
+    {
+      user: restricted, password: restricted,
+      permissions: { publish: { deny: ["$JS.API.STREAM.MSG.GET.>", "$JS.API.DIRECT.GET.>"] } }
+    }
+  ]
+}
+"#;
+
+/// The server answers a forbidden request with an error on the connection,
+/// not on the request, so reading the message back times out first.
+#[tokio::test]
+async fn a_dead_letter_the_permissions_forbid_leaves_the_message_to_come_back() {
+    use std::sync::atomic::Ordering;
+    let server = NatsServer::builder()
+        .config_file(FORBIDDEN_CONFIG)
+        .start()
+        .unwrap_or_else(|error| panic!("{error}"));
+    let capture = SpanCapture::new();
+    let admin = async_nats::ConnectOptions::with_user_and_password("admin".into(), "admin".into())
+        .connect(server.url())
+        .await
+        .expect("admin client");
+    let mut dead_letters = admin
+        .subscribe("dlq.FORBIDDEN.forbidden")
+        .await
+        .expect("subscribe");
+    let url = format!("nats://restricted:restricted@127.0.0.1:{}", server.port());
+    let running = support::builder(&server, &capture, "integration::jetstream::forbidden::")
+        .url(url)
+        .stream(forbidden::STREAM)
+        .shutdown_timeout(Duration::from_millis(500))
+        .start()
+        .await
+        .expect("runtime starts");
+
+    publish_all(&running, "forbidden.orders", [21]).await;
+    // The only delivery fails, its dead letter cannot read the message
+    // back, and the message is naked: it comes back to be tried again.
+    let spans = capture
+        .wait_for(Duration::from_secs(30), |spans| {
+            !named(spans, "nak forbidden.orders").is_empty()
+        })
+        .await;
+    assert!(
+        eventually(Duration::from_secs(5), || forbidden::CALLS
+            .load(Ordering::SeqCst)
+            >= 2)
+        .await,
+        "delivered again after the nak"
+    );
+    // The second attempt is still waiting for its own read-back.
+    let _ = running.stop().await;
+
+    let process = named(&spans, "process forbidden.orders");
+    assert_eq!(process.len(), 1, "{}", describe(&spans));
+    let failed = process[0]
+        .events
+        .iter()
+        .find(|event| event.name == "dead letter failed")
+        .unwrap_or_else(|| panic!("the process span says why: {:?}", process[0].events));
+    let error = failed
+        .attributes
+        .iter()
+        .find(|kv| kv.key.as_str() == "exception.message")
+        .map(|kv| kv.value.to_string())
+        .unwrap_or_default();
+    assert!(
+        error.contains("reading message 1 back from stream FORBIDDEN"),
+        "{error}"
+    );
+    let nak = named(&spans, "nak forbidden.orders");
+    assert_eq!(nak[0].parent_span_id, process[0].span_context.span_id());
+    assert!(named(&spans, "term forbidden.orders").is_empty());
+    assert!(named(&spans, "publish dlq.FORBIDDEN.forbidden").is_empty());
+    let letter = tokio::time::timeout(Duration::from_millis(200), dead_letters.next()).await;
+    assert!(letter.is_err(), "no dead letter: {letter:?}");
+    let stored = async_nats::jetstream::new(admin)
+        .get_stream("FORBIDDEN")
+        .await
+        .expect("stream")
+        .get_raw_message(1)
+        .await
+        .expect("the message is still in its stream");
+    let order: Order = serde_json::from_slice(&stored.payload).expect("the original payload");
+    assert_eq!(order, Order { id: 21 });
+}
