@@ -7,8 +7,11 @@
 //! stops and prints `REPORT ended=.. exported=.. dropped=.. processed=..`.
 //!
 //! With `APP_MODE=global` it first installs its own global tracer provider
-//! (in memory) and a custom propagator, as an application that set up
-//! OpenTelemetry itself, and prints `RESPECTED in_memory=.. custom_header=..`.
+//! (in memory, sampling every span, whatever its parent) and a custom
+//! propagator, as an application that set up OpenTelemetry itself, and
+//! prints `RESPECTED in_memory=.. custom_header=.. foreign=..`: its spans,
+//! the messages its propagator wrote, and the spans that are not the
+//! runtime's.
 //!
 //! With `APP_MODE=meter` it first installs only a global meter provider of
 //! its own (in memory), leaving the traces to the environment, and prints
@@ -24,7 +27,7 @@ use nats_trace_runtime::runtime;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use opentelemetry_sdk::trace::{InMemorySpanExporter, Sampler, SdkTracerProvider};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -98,6 +101,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let memory = InMemorySpanExporter::default();
     if global {
         let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::AlwaysOn)
             .with_simple_exporter(memory.clone())
             .build();
         opentelemetry::global::set_tracer_provider(provider);
@@ -159,9 +163,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     if global {
+        let spans = memory.get_finished_spans().unwrap_or_default();
+        let foreign = spans
+            .iter()
+            .filter(|span| span.instrumentation_scope.name() != "nats-trace")
+            .count();
         println!(
-            "RESPECTED in_memory={} custom_header={}",
-            memory.get_finished_spans().map(|s| s.len()).unwrap_or(0),
+            "RESPECTED in_memory={} custom_header={} foreign={foreign}",
+            spans.len(),
             CUSTOM_HEADER_SEEN.load(Ordering::Relaxed)
         );
     }

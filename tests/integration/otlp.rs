@@ -516,6 +516,11 @@ async fn an_app_installed_global_provider_and_propagator_are_used_not_replaced()
         Some(3),
         "the app's propagator wrote every message's headers: {stdout}"
     );
+    assert_eq!(
+        report_value(&stdout, "foreign"),
+        Some(0),
+        "finding the app's provider left no span in it: {stdout}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(
         collector.lock().traces.is_empty(),

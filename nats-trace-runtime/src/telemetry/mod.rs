@@ -165,9 +165,11 @@ pub(crate) fn global_meter_installed() -> bool {
 }
 
 /// Whether the application installed a global tracer provider. The API's
-/// no-op tracer hands back its parent's span context; an SDK tracer makes a
-/// new span id. The parent is remote and unsampled, so the SDK's default
-/// (parent-based) samplers drop the probe instead of exporting it.
+/// no-op tracer hands back its parent's span context. The parent's context
+/// suppresses telemetry, so an SDK tracer hands back an empty one without
+/// asking its sampler: the probe is never recorded, whatever the sampler.
+/// (A provider the application installed and then shut down counts as
+/// installed: it is used as given.)
 pub(crate) fn global_tracer_installed() -> bool {
     use opentelemetry::trace::{
         Span as _, SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState,
@@ -180,9 +182,9 @@ pub(crate) fn global_tracer_installed() -> bool {
         true,
         TraceState::default(),
     );
-    let cx = opentelemetry::Context::new().with_remote_span_context(parent.clone());
+    let cx = opentelemetry::Context::new()
+        .with_remote_span_context(parent.clone())
+        .with_telemetry_suppressed();
     let probe = global::tracer("nats-trace.probe").start_with_context("nats-trace.probe", &cx);
-    let probed = probe.span_context();
-    // A shut-down SDK provider hands back an empty context: not installed.
-    probed.is_valid() && probed.span_id() != parent.span_id()
+    probe.span_context().span_id() != parent.span_id()
 }
