@@ -27,6 +27,10 @@
 //!   span sampled and fed through the batch processor to a discarding exporter;
 //! - `unsampled`: the same with parent-based sampling and an unsampled root:
 //!   propagation only;
+//! - `unsampled+metrics`: `unsampled` with an SDK meter provider whose
+//!   periodic reader exports to a discarding exporter, as an application
+//!   exporting metrics has: what the runtime's metrics cost on top (not a
+//!   ratio of the `RESULT` line);
 //! - `js-raw` / `js-traced`: draining a JetStream stream of pre-published
 //!   messages, with a raw pull consumer that decodes and acks, against a
 //!   traced `#[nats_subscriber(stream = ..)]` handler;
@@ -54,9 +58,13 @@ use nats_trace_runtime::telemetry::accounting::{
     CountingExporter, CountingProcessor, SpanCounts, SpanReport,
 };
 use nats_trace_testing::NatsServer;
+use opentelemetry::metrics::noop::NoopMeterProvider;
 use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
 };
@@ -202,6 +210,37 @@ fn provider(sampler: Sampler) -> (SdkTracerProvider, Arc<SpanCounts>) {
         .with_span_processor(CountingProcessor::new(processor, counts.clone()))
         .build();
     (provider, counts)
+}
+
+/// Throws metrics away.
+#[derive(Debug)]
+struct DiscardMetrics;
+
+impl PushMetricExporter for DiscardMetrics {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        std::hint::black_box(metrics);
+        Ok(())
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
+    }
+}
+
+/// A meter provider as an application exporting metrics has one: a
+/// periodic reader, here feeding [`DiscardMetrics`].
+fn meter_provider() -> SdkMeterProvider {
+    SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(DiscardMetrics).build())
+        .build()
 }
 
 /// One measurement.
@@ -504,9 +543,14 @@ fn sdk_spans_only(count: u64) -> Measure {
 async fn start(
     server: &NatsServer,
     provider: &SdkTracerProvider,
+    meters: Option<SdkMeterProvider>,
     handler: &'static str,
 ) -> Running {
-    runtime::builder()
+    let builder = match meters {
+        Some(meters) => runtime::builder().meter_provider(meters),
+        None => runtime::builder(),
+    };
+    builder
         .url(server.url())
         .tracer_provider(provider.clone())
         .handlers(move |h| h.name().ends_with(handler))
@@ -532,8 +576,24 @@ async fn traced_run(
     size: usize,
     rss_mark: Option<u64>,
 ) -> (Measure, Option<(u64, u64)>, SpanReport) {
+    traced_run_with(server, sampler, None, count, size, rss_mark).await
+}
+
+/// [`traced_run`], recording metrics with `meters` when given.
+async fn traced_run_with(
+    server: &NatsServer,
+    sampler: Sampler,
+    meters: Option<SdkMeterProvider>,
+    count: u64,
+    size: usize,
+    rss_mark: Option<u64>,
+) -> (Measure, Option<(u64, u64)>, SpanReport) {
     let (provider, counts) = provider(sampler);
-    let running = start(server, &provider, "::traced").await;
+    // A publisher outside a runtime records with the global meter provider.
+    if let Some(meters) = &meters {
+        opentelemetry::global::set_meter_provider(meters.clone());
+    }
+    let running = start(server, &provider, meters.clone(), "::traced").await;
     let client = connect(server).await;
     let publisher = Publisher::with_tracer_provider(client, provider.clone());
     let mut mark = None;
@@ -554,6 +614,10 @@ async fn traced_run(
     let after = rss();
     running.stop().await.expect("stop");
     let _ = provider.shutdown();
+    if let Some(meters) = meters {
+        opentelemetry::global::set_meter_provider(NoopMeterProvider::new());
+        let _ = meters.shutdown();
+    }
     (measure, mark.map(|m| (m, after)), counts.report())
 }
 
@@ -713,7 +777,7 @@ async fn jetstream_traced(server: &NatsServer, count: u64) -> (Measure, SpanRepo
     let (provider, counts) = provider(Sampler::AlwaysOn);
     RECEIVED.store(0, Ordering::Relaxed);
     let clock = Clock::start();
-    let running = start(server, &provider, "::traced_js").await;
+    let running = start(server, &provider, None, "::traced_js").await;
     wait_for(count).await;
     let measure = clock.measure(count);
     running.stop().await.expect("stop");
@@ -722,13 +786,14 @@ async fn jetstream_traced(server: &NatsServer, count: u64) -> (Measure, SpanRepo
 }
 
 /// The variants of a round, in the order they run.
-const VARIANTS: [&str; 9] = [
+const VARIANTS: [&str; 10] = [
     "raw",
     "raw+header",
     "raw+header 00",
     "2 SDK spans",
     "sampled",
     "unsampled",
+    "unsampled+metrics",
     "js-raw",
     "js-raw+spans",
     "js-traced",
@@ -777,7 +842,7 @@ async fn run() {
     println!(
         "nats-trace bench: {count} messages of ~{size} B per variant, window {WINDOW}, {ALLOCATOR_NAME}"
     );
-    // `--only raw|header|header-00|spans|sampled|unsampled|js|js-raw|js-spans`: one
+    // `--only raw|header|header-00|spans|sampled|unsampled|metrics|js|js-raw|js-spans`: one
     // variant alone, for profiling.
     let args: Vec<String> = std::env::args().collect();
     if let Some(only) = args
@@ -794,6 +859,13 @@ async fn run() {
             "unsampled" => {
                 let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
                 traced_run(&server, sampler, count, size, None).await.0
+            }
+            "metrics" => {
+                let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+                let meters = Some(meter_provider());
+                traced_run_with(&server, sampler, meters, count, size, None)
+                    .await
+                    .0
             }
             "header" => {
                 retried("raw+header", async || {
@@ -836,7 +908,7 @@ async fn run() {
     // Interleaved rounds, each variant's median taken: throughput on a small
     // shared machine drifts by more than the differences measured.
     let rounds = arg("--rounds", 3).max(1);
-    let mut all: [Vec<Measure>; 9] = Default::default();
+    let mut all: [Vec<Measure>; 10] = Default::default();
     let mut sampled_spans = SpanReport::default();
     let mut js_spans_report = SpanReport::default();
     for round in 1..=rounds {
@@ -868,13 +940,20 @@ async fn run() {
                 .await
                 .0,
         );
+        let unsampled_sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+        let meters = Some(meter_provider());
+        all[6].push(
+            traced_run_with(&server, unsampled_sampler, meters, count, size, None)
+                .await
+                .0,
+        );
         fill_stream(&server, count, size).await;
-        all[6].push(jetstream_raw(&server, count, false).await.0);
+        all[7].push(jetstream_raw(&server, count, false).await.0);
         let (js_spans, spans) = jetstream_raw(&server, count, true).await;
-        all[7].push(js_spans);
+        all[8].push(js_spans);
         js_spans_report.ended += spans.ended;
         js_spans_report.dropped += spans.dropped;
-        all[8].push(jetstream_traced(&server, count).await.0);
+        all[9].push(jetstream_traced(&server, count).await.0);
         // Each round's figures, so that a bimodal variant shows as one.
         let figures: Vec<String> = VARIANTS
             .iter()
@@ -897,6 +976,7 @@ async fn run() {
         spans_only,
         sampled,
         unsampled,
+        unsampled_metrics,
         js_raw,
         js_spans,
         js_traced,
@@ -916,12 +996,12 @@ async fn run() {
 
     println!();
     println!(
-        "{:<14} {:>12} {:>10} {:>14} {:>10} {:>14}",
+        "{:<18} {:>12} {:>10} {:>14} {:>10} {:>14}",
         "variant", "msg/s", "vs raw", "CPU µs/msg", "vs raw", "server µs/msg"
     );
     let row = |name: &str, m: &Measure, base: &Measure| {
         println!(
-            "{:<14} {:>12.0} {:>9.2}x {:>14.2} {:>9.2}x {:>14.2}",
+            "{:<18} {:>12.0} {:>9.2}x {:>14.2} {:>9.2}x {:>14.2}",
             name,
             m.rate(),
             m.rate() / base.rate(),
@@ -934,7 +1014,7 @@ async fn run() {
     row("raw+header", &header, &raw);
     row("raw+header 00", &header_unsampled, &raw);
     println!(
-        "{:<14} {:>12} {:>10} {:>14.2} {:>9.2}x {:>14}",
+        "{:<18} {:>12} {:>10} {:>14.2} {:>9.2}x {:>14}",
         "2 SDK spans",
         "-",
         "-",
@@ -944,6 +1024,7 @@ async fn run() {
     );
     row("sampled", &sampled, &raw);
     row("unsampled", &unsampled, &raw);
+    row("unsampled+metrics", &unsampled_metrics, &raw);
     row("js-raw", &js_raw, &js_raw);
     row("js-raw+spans", &js_spans, &js_raw);
     row("js-traced", &js_traced, &js_raw);

@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_nats::Message;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, StreamExt as _};
-use opentelemetry::KeyValue;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
@@ -24,6 +23,7 @@ use crate::jetstream::settle::JetStreamDelivery;
 use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
+use crate::telemetry::metrics::Bound;
 
 /// Counts handler runs in progress across a runtime, for shutdown reports.
 #[derive(Clone, Default)]
@@ -57,7 +57,7 @@ pub(crate) struct Runs {
     handler: &'static Handler,
     publisher: Publisher,
     /// Built once for all of the handler's messages.
-    metric_attributes: Arc<[KeyValue]>,
+    metrics: Arc<Bound>,
     in_flight: InFlight,
     /// One permit per run in progress, at most the handler's concurrency.
     permits: Arc<Semaphore>,
@@ -78,7 +78,7 @@ impl Runs {
         let (runs, queued) = mpsc::unbounded_channel();
         Runs {
             handler,
-            metric_attributes: pipeline::metric_attributes(handler, consumer_group, &publisher),
+            metrics: pipeline::metrics(handler, consumer_group, &publisher),
             publisher,
             in_flight,
             permits: Arc::new(Semaphore::new(handler.concurrency())),
@@ -106,7 +106,7 @@ impl Runs {
             message,
             jetstream,
             self.publisher.clone(),
-            self.metric_attributes.clone(),
+            self.metrics.clone(),
         );
         // Combinators, not an `async` block: a block would hold the process
         // future twice, once as its capture and once as what it awaits.

@@ -27,6 +27,7 @@ use crate::publisher::{Publisher, current};
 use crate::registry::Handler;
 use crate::semconv;
 use crate::telemetry::Telemetry;
+use crate::telemetry::metrics::Bound;
 
 /// Processes one message with `handler`, from extraction to the settled
 /// message and the ended span. Returns the handler's result.
@@ -44,7 +45,7 @@ pub(crate) fn process(
     message: Message,
     jetstream: Option<JetStreamDelivery>,
     publisher: Publisher,
-    metric_attributes: Arc<[KeyValue]>,
+    metrics: Arc<Bound>,
 ) -> impl Future<Output = Result<Reply, Failure>> + Send + 'static {
     async move {
         let started = Instant::now();
@@ -96,30 +97,32 @@ pub(crate) fn process(
             settle::settle(handler, js, &cx, &result, &publisher).await;
         }
         end_span(handler, &cx, &result);
-        telemetry.metrics().processed(
-            &metric_attributes,
+        metrics.record(
             started.elapsed(),
-            body_size,
+            1,
+            Some(body_size),
             result.as_ref().err().map(Failure::error_type),
         );
         result
     }
 }
 
-/// The metric attributes every message of `handler` shares, built once.
-pub(crate) fn metric_attributes(
+/// The metrics of `handler`'s runs, with the attributes every message
+/// shares, built once.
+pub(crate) fn metrics(
     handler: &'static Handler,
     consumer_group: Option<&'static str>,
     publisher: &Publisher,
-) -> Arc<[KeyValue]> {
-    crate::telemetry::metrics::attributes(
+) -> Arc<Bound> {
+    let telemetry = publisher.telemetry();
+    let attributes = crate::telemetry::metrics::attributes(
         semconv::operation_name::PROCESS,
         semconv::operation_type::PROCESS,
         handler.subject(),
         consumer_group,
-        publisher.telemetry().server_attributes(),
-    )
-    .into()
+        telemetry.server_attributes(),
+    );
+    Arc::new(telemetry.metrics().process(attributes))
 }
 
 /// Starts the CONSUMER span `process {subscription}`, with every

@@ -80,6 +80,15 @@ fn points(metrics: &[ResourceMetrics], name: &str) -> Vec<Point> {
     found
 }
 
+/// The sum of the counts of the points whose attributes `keep` accepts.
+fn count(points: &[Point], keep: impl Fn(&[(String, String)]) -> bool) -> f64 {
+    points
+        .iter()
+        .filter(|(a, _, _)| keep(a))
+        .map(|(_, n, _)| n)
+        .sum()
+}
+
 fn has(attrs: &[(String, String)], key: &str, value: &str) -> bool {
     attrs.iter().any(|(k, v)| k == key && v == value)
 }
@@ -158,6 +167,108 @@ async fn handlers_and_publishers_record_the_semconv_metrics() {
             .all(|(_, _, unit)| unit.as_deref() == Some("By"))
     );
     assert!(!sizes.is_empty());
+}
+
+mod settled {
+    use super::*;
+    use nats_trace_runtime::jetstream::StreamSpec;
+
+    pub const STREAM: StreamSpec = StreamSpec {
+        name: "SETTLED",
+        subjects: &["settled.>"],
+        ..StreamSpec::DEFAULT
+    };
+
+    #[nats_subscriber(
+        stream = "SETTLED",
+        consumer = "settler",
+        subject = "settled.orders",
+        max_deliver = 3,
+        backoff = ["50ms"]
+    )]
+    async fn settle(_order: Order, ctx: MessageContext) -> Result<(), std::io::Error> {
+        if ctx.jetstream().map_or(0, |js| js.delivery_count) < 2 {
+            return Err(std::io::Error::other("the first delivery fails"));
+        }
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn each_operation_is_measured_under_its_own_attributes_and_outcome() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let (meters, exporter) = meter();
+    let running = support::builder(&server, &capture, "integration::telemetry::settled::")
+        .meter_provider(meters.clone())
+        .stream(settled::STREAM)
+        .start()
+        .await
+        .expect("runtime starts");
+    running
+        .publisher()
+        .publish_jetstream("settled.orders", &Order { id: 1 })
+        .await
+        .expect("publish");
+    let spans = capture.wait_for_named("ack settled.orders", 1).await;
+    running.stop().await.expect("clean stop");
+    meters.force_flush().expect("flush metrics");
+    let metrics = exporter.get_finished_metrics().expect("metrics");
+    assert_eq!(named(&spans, "nak settled.orders").len(), 1);
+
+    let settled = |name: &'static str| {
+        move |a: &[(String, String)]| {
+            has(a, "messaging.operation.name", name)
+                && has(a, "messaging.operation.type", "settle")
+                && has(a, "messaging.consumer.group.name", "settler")
+                && has(a, "messaging.destination.template", "settled.orders")
+                && !a.iter().any(|(k, _)| k == "error.type")
+        }
+    };
+    let operations = points(&metrics, "messaging.client.operation.duration");
+    assert_eq!(count(&operations, settled("nak")), 1.0, "{operations:?}");
+    assert_eq!(count(&operations, settled("ack")), 1.0, "{operations:?}");
+    assert_eq!(
+        count(&operations, |a| has(
+            a,
+            "messaging.operation.name",
+            "publish"
+        )),
+        1.0,
+        "{operations:?}"
+    );
+    assert_eq!(operations.len(), 3, "no other series: {operations:?}");
+
+    // Settles send nothing: the sent messages are the publish's alone.
+    let sent = points(&metrics, "messaging.client.sent.messages");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(has(&sent[0].0, "messaging.operation.name", "publish"));
+    assert_eq!(sent[0].1, 1.0);
+
+    // The failed run under its error.type, the other without; both
+    // deliveries were consumed, whatever the handler made of them.
+    let process = points(&metrics, "messaging.process.duration");
+    let failed = |a: &[(String, String)]| has(a, "error.type", "std::io::error::Error");
+    assert_eq!(count(&process, failed), 1.0, "{process:?}");
+    assert_eq!(count(&process, |a| !failed(a)), 1.0, "{process:?}");
+    let consumed = points(&metrics, "messaging.client.consumed.messages");
+    assert_eq!(consumed.len(), 1, "{consumed:?}");
+    assert_eq!(consumed[0].1, 2.0);
+    assert!(!consumed[0].0.iter().any(|(k, _)| k == "error.type"));
+
+    // One size per message consumed or published, and none for settles.
+    let sizes = points(&metrics, "nats_trace.message.body.size");
+    assert_eq!(
+        count(&sizes, |a| has(a, "messaging.operation.name", "process")),
+        2.0,
+        "{sizes:?}"
+    );
+    assert_eq!(
+        count(&sizes, |a| has(a, "messaging.operation.name", "publish")),
+        1.0,
+        "{sizes:?}"
+    );
+    assert_eq!(sizes.len(), 2, "{sizes:?}");
 }
 
 mod bridged {

@@ -25,7 +25,7 @@ use crate::outcome::{Failure, FailureKind, Reply};
 use crate::publisher::{Publisher, RetryPolicy};
 use crate::registry::Handler;
 use crate::semconv;
-use crate::telemetry::metrics;
+use crate::telemetry::metrics::{self, Bound};
 
 /// How long the request confirming a batch of acks may take.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -95,8 +95,7 @@ impl Settler {
     }
 }
 
-/// One settle operation of one handler: its span name and metric
-/// attributes.
+/// One settle operation of one handler: its span name and metrics.
 struct Operation {
     /// `ack`, `nak`, `term` or `progress`.
     name: &'static str,
@@ -104,7 +103,7 @@ struct Operation {
     failed: &'static str,
     /// `{operation} {subscription}`.
     span_name: Cow<'static, str>,
-    metric_attributes: Vec<KeyValue>,
+    metrics: Bound,
 }
 
 impl Operation {
@@ -119,13 +118,13 @@ impl Operation {
             name,
             failed,
             span_name: crate::publisher::names::names(name, handler.subject()).span_name,
-            metric_attributes: metrics::attributes(
+            metrics: telemetry.metrics().client_operation(metrics::attributes(
                 name,
                 semconv::operation_type::SETTLE,
                 handler.subject(),
                 Some(spec.consumer),
                 telemetry.server_attributes(),
-            ),
+            )),
         }
     }
 }
@@ -486,8 +485,7 @@ async fn traced<F>(
     let settle_cx = telemetry.start_span(builder, cx);
     let started = std::time::Instant::now();
     let outcome = settle().await;
-    telemetry.metrics().operation(
-        &operation.metric_attributes,
+    operation.metrics.record(
         started.elapsed(),
         0,
         None,

@@ -28,6 +28,7 @@ use crate::outcome::{Failure, Reply};
 use crate::propagation::{self, Propagation};
 use crate::semconv;
 use crate::telemetry::Telemetry;
+use crate::telemetry::metrics::Bound;
 
 pub use batch::{BatchFailure, BatchReport};
 use names::Names;
@@ -156,38 +157,42 @@ struct Inner {
     jetstream: async_nats::jetstream::Context,
     telemetry: Telemetry,
     retry: Option<RetryPolicy>,
-    /// Metric attributes by operation and subject, built once each.
-    metric_attributes: MetricAttributeCache,
+    /// Metrics by operation and subject, bound once each.
+    metrics: MetricsCache,
 }
 
-/// Metric attributes per (operation, subject), so a publish does not build
-/// them again. Bounded: past [`MetricAttributeCache::LIMIT`] subjects they
-/// are built per call instead.
+/// Metrics per (operation, subject), bound to their attributes once, so a
+/// publish neither builds the attributes again nor has them looked up.
+/// Bounded: past [`MetricsCache::LIMIT`] subjects an operation records
+/// with attributes built per call.
 #[derive(Default)]
-struct MetricAttributeCache(std::sync::Mutex<AttributesByOperation>);
+struct MetricsCache(std::sync::Mutex<MetricsByOperation>);
 
-type AttributesByOperation =
-    std::collections::HashMap<&'static str, std::collections::HashMap<String, Arc<[KeyValue]>>>;
+type MetricsByOperation =
+    std::collections::HashMap<&'static str, std::collections::HashMap<String, Arc<Bound>>>;
 
-impl MetricAttributeCache {
+impl MetricsCache {
     const LIMIT: usize = 1024;
 
+    /// The metrics of `operation` on `subject`, bound by `bind` the first
+    /// time; `None` past the limit.
     fn get(
         &self,
         operation: &'static str,
         subject: &str,
-        build: impl FnOnce() -> Vec<KeyValue>,
-    ) -> Arc<[KeyValue]> {
+        bind: impl FnOnce() -> Bound,
+    ) -> Option<Arc<Bound>> {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
         let by_subject = cache.entry(operation).or_default();
         if let Some(found) = by_subject.get(subject) {
-            return found.clone();
+            return Some(found.clone());
         }
-        let built: Arc<[KeyValue]> = build().into();
-        if by_subject.len() < Self::LIMIT {
-            by_subject.insert(subject.to_string(), built.clone());
+        if by_subject.len() >= Self::LIMIT {
+            return None;
         }
-        built
+        let bound = Arc::new(bind());
+        by_subject.insert(subject.to_string(), bound.clone());
+        Some(bound)
     }
 }
 
@@ -229,7 +234,7 @@ impl Publisher {
                 client,
                 telemetry,
                 retry: None,
-                metric_attributes: MetricAttributeCache::default(),
+                metrics: MetricsCache::default(),
             }),
         }
     }
@@ -249,7 +254,7 @@ impl Publisher {
                 jetstream: self.inner.jetstream.clone(),
                 telemetry: self.inner.telemetry.clone(),
                 retry: Some(policy),
-                metric_attributes: MetricAttributeCache::default(),
+                metrics: MetricsCache::default(),
             }),
         }
     }
@@ -426,7 +431,7 @@ impl Publisher {
         error_type: Option<&str>,
     ) {
         let telemetry = &self.inner.telemetry;
-        let attributes = self.inner.metric_attributes.get(operation, subject, || {
+        let attributes = || {
             crate::telemetry::metrics::attributes(
                 operation,
                 semconv::operation_type::SEND,
@@ -434,10 +439,19 @@ impl Publisher {
                 None,
                 telemetry.server_attributes(),
             )
+        };
+        let elapsed = started.elapsed();
+        let bound = self.inner.metrics.get(operation, subject, || {
+            telemetry.metrics().client_operation(attributes())
         });
-        telemetry
-            .metrics()
-            .operation(&attributes, started.elapsed(), sent, body_size, error_type);
+        match bound {
+            Some(bound) => bound.record(elapsed, sent, body_size, error_type),
+            None => {
+                telemetry
+                    .metrics()
+                    .operation(&attributes(), elapsed, sent, body_size, error_type);
+            }
+        }
     }
 
     /// Fails unless the client is connected, for confirmed publishes only:
@@ -762,4 +776,42 @@ impl<E: From<PublishError>> FromPublishError for E {
 #[doc(hidden)]
 pub fn publish_error_into<E: FromPublishError>(error: PublishError) -> E {
     E::from_publish_error(error)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry::metrics::noop::NoopMeterProvider;
+
+    use super::MetricsCache;
+    use crate::telemetry::metrics::Metrics;
+
+    #[test]
+    fn operation_metrics_are_bound_once_per_subject_up_to_the_limit() {
+        let metrics = Metrics::new(&NoopMeterProvider::new().meter("test"));
+        let cache = MetricsCache::default();
+        let mut binds = 0;
+        for n in 0..MetricsCache::LIMIT {
+            let bound = cache.get("publish", &format!("orders.{n}"), || {
+                binds += 1;
+                metrics.client_operation(Vec::new())
+            });
+            assert!(bound.is_some(), "subject {n} is within the limit");
+        }
+        let first = cache.get("publish", "orders.0", || unreachable!("bound already"));
+        let again = cache.get("publish", "orders.0", || unreachable!("bound already"));
+        assert!(matches!((first, again), (Some(a), Some(b)) if Arc::ptr_eq(&a, &b)));
+        assert_eq!(binds, MetricsCache::LIMIT);
+
+        let past = cache.get("publish", "orders.new", || {
+            metrics.client_operation(Vec::new())
+        });
+        assert!(past.is_none(), "past the limit, nothing more is kept");
+        let other = cache.get("request", "orders.new", || {
+            metrics.client_operation(Vec::new())
+        });
+        assert!(other.is_some(), "each operation has its own limit");
+    }
 }

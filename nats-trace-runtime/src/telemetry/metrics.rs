@@ -14,10 +14,11 @@
 //! destination **template**, consumer group, `error.type`, server address and
 //! port. Never a message id, a concrete subject or an `_INBOX` subject.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter};
+use opentelemetry::metrics::{BoundCounter, BoundHistogram, Counter, Histogram, Meter};
 use opentelemetry_semantic_conventions::metric as names;
 
 use crate::semconv;
@@ -86,24 +87,33 @@ impl Metrics {
         }
     }
 
-    /// A handler run: its duration, the consumed message and its size.
-    pub(crate) fn processed(
-        &self,
-        attributes: &[KeyValue],
-        elapsed: Duration,
-        body_size: usize,
-        error_type: Option<&str>,
-    ) {
-        self.consumed.add(1, attributes);
-        self.body_size.record(body_size as u64, attributes);
-        with_error(attributes, error_type, |attributes| {
-            self.process_duration
-                .record(elapsed.as_secs_f64(), attributes);
-        });
+    /// The metrics of a handler's runs with `attributes`: their duration,
+    /// the consumed messages and their sizes.
+    pub(crate) fn process(&self, attributes: Vec<KeyValue>) -> Bound {
+        Bound::new(
+            attributes,
+            self.process_duration.clone(),
+            self.consumed.clone(),
+            false,
+            self.body_size.clone(),
+        )
     }
 
-    /// A client operation: publish, request or settle. `sent` messages
-    /// count towards `messaging.client.sent.messages`.
+    /// The metrics of client operations with `attributes` (publish,
+    /// request or settle): their duration, the messages sent and their
+    /// sizes.
+    pub(crate) fn client_operation(&self, attributes: Vec<KeyValue>) -> Bound {
+        Bound::new(
+            attributes,
+            self.operation_duration.clone(),
+            self.sent.clone(),
+            true,
+            self.body_size.clone(),
+        )
+    }
+
+    /// A client operation recorded with `attributes` looked up per call,
+    /// for attribute sets too many to keep a [`Bound`] for each.
     pub(crate) fn operation(
         &self,
         attributes: &[KeyValue],
@@ -133,6 +143,95 @@ impl Metrics {
                 KeyValue::new("nats_trace.connection.event", event),
             ],
         );
+    }
+}
+
+/// One operation's instruments, each bound to its attribute set the first
+/// time it records: a plain instrument has the SDK hash the attribute set
+/// and look it up under a lock on every call, which cost more than the rest
+/// of a message's metrics. Binding on first use, not up front, exports
+/// exactly the points plain recording would: no empty series. Failures are
+/// recorded plain, with `error.type` added to the attributes.
+pub(crate) struct Bound {
+    attributes: Box<[KeyValue]>,
+    duration: Histogram<f64>,
+    messages: Counter<u64>,
+    /// Whether a failure's messages count under its `error.type`: sent ones
+    /// do; consumed ones were received, whatever the handler made of them.
+    messages_fail: bool,
+    body_size: Histogram<u64>,
+    bound_duration: OnceLock<BoundHistogram<f64>>,
+    bound_messages: OnceLock<BoundCounter<u64>>,
+    bound_body_size: OnceLock<BoundHistogram<u64>>,
+}
+
+impl Bound {
+    fn new(
+        attributes: Vec<KeyValue>,
+        duration: Histogram<f64>,
+        messages: Counter<u64>,
+        messages_fail: bool,
+        body_size: Histogram<u64>,
+    ) -> Self {
+        Bound {
+            attributes: attributes.into(),
+            duration,
+            messages,
+            messages_fail,
+            body_size,
+            bound_duration: OnceLock::new(),
+            bound_messages: OnceLock::new(),
+            bound_body_size: OnceLock::new(),
+        }
+    }
+
+    /// One run or operation: how long it took, the `messages` it consumed
+    /// or sent, their size, and its `error.type` if it failed.
+    pub(crate) fn record(
+        &self,
+        elapsed: Duration,
+        messages: u64,
+        body_size: Option<usize>,
+        error_type: Option<&str>,
+    ) {
+        let attributes = &*self.attributes;
+        if let Some(size) = body_size {
+            self.bound_body_size
+                .get_or_init(|| self.body_size.bind(attributes))
+                .record(size as u64);
+        }
+        let Some(error_type) = error_type else {
+            self.count(messages);
+            self.bound_duration
+                .get_or_init(|| self.duration.bind(attributes))
+                .record(elapsed.as_secs_f64());
+            return;
+        };
+        with_error(attributes, Some(error_type), |failed| {
+            if !self.messages_fail {
+                self.count(messages);
+            } else if messages > 0 {
+                self.messages.add(messages, failed);
+            }
+            self.duration.record(elapsed.as_secs_f64(), failed);
+        });
+    }
+
+    /// Counts `messages` under the operation's own attributes.
+    fn count(&self, messages: u64) {
+        if messages > 0 {
+            self.bound_messages
+                .get_or_init(|| self.messages.bind(&self.attributes))
+                .add(messages);
+        }
+    }
+}
+
+impl std::fmt::Debug for Bound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bound")
+            .field("attributes", &self.attributes)
+            .finish_non_exhaustive()
     }
 }
 
