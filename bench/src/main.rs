@@ -29,7 +29,8 @@
 //!   propagation only;
 //! - `unsampled+metrics`: `unsampled` with an SDK meter provider whose
 //!   periodic reader exports to a discarding exporter, as an application
-//!   exporting metrics has: what the runtime's metrics cost on top (not a
+//!   exporting metrics has: what recording the runtime's metrics costs on
+//!   top (the reader exports once a minute, after the measurement; not a
 //!   ratio of the `RESULT` line);
 //! - `js-raw` / `js-traced`: draining a JetStream stream of pre-published
 //!   messages, with a raw pull consumer that decodes and acks, against a

@@ -23,7 +23,7 @@ use crate::jetstream::settle::JetStreamDelivery;
 use crate::pipeline;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
-use crate::telemetry::metrics::Bound;
+use crate::telemetry::metrics::OperationMetrics;
 
 /// Counts handler runs in progress across a runtime, for shutdown reports.
 #[derive(Clone, Default)]
@@ -57,7 +57,7 @@ pub(crate) struct Runs {
     handler: &'static Handler,
     publisher: Publisher,
     /// Built once for all of the handler's messages.
-    metrics: Arc<Bound>,
+    metrics: Arc<OperationMetrics>,
     in_flight: InFlight,
     /// One permit per run in progress, at most the handler's concurrency.
     permits: Arc<Semaphore>,

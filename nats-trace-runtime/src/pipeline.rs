@@ -27,7 +27,7 @@ use crate::publisher::{Publisher, current};
 use crate::registry::Handler;
 use crate::semconv;
 use crate::telemetry::Telemetry;
-use crate::telemetry::metrics::Bound;
+use crate::telemetry::metrics::OperationMetrics;
 
 /// Processes one message with `handler`, from extraction to the settled
 /// message and the ended span. Returns the handler's result.
@@ -45,7 +45,7 @@ pub(crate) fn process(
     message: Message,
     jetstream: Option<JetStreamDelivery>,
     publisher: Publisher,
-    metrics: Arc<Bound>,
+    metrics: Arc<OperationMetrics>,
 ) -> impl Future<Output = Result<Reply, Failure>> + Send + 'static {
     async move {
         let started = Instant::now();
@@ -113,7 +113,7 @@ pub(crate) fn metrics(
     handler: &'static Handler,
     consumer_group: Option<&'static str>,
     publisher: &Publisher,
-) -> Arc<Bound> {
+) -> Arc<OperationMetrics> {
     let telemetry = publisher.telemetry();
     let attributes = crate::telemetry::metrics::attributes(
         semconv::operation_name::PROCESS,

@@ -8,7 +8,10 @@ use nats_trace_testing::SpanCapture;
 use nats_trace_testing::spans::{describe, named};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
-use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use opentelemetry_sdk::metrics::{
+    InMemoryMetricExporter, InMemoryMetricExporterBuilder, PeriodicReader, SdkMeterProvider,
+    Temporality,
+};
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::layer::SubscriberExt as _;
 
@@ -20,7 +23,13 @@ struct Order {
 }
 
 fn meter() -> (SdkMeterProvider, InMemoryMetricExporter) {
-    let exporter = InMemoryMetricExporter::default();
+    meter_with(Temporality::Cumulative)
+}
+
+fn meter_with(temporality: Temporality) -> (SdkMeterProvider, InMemoryMetricExporter) {
+    let exporter = InMemoryMetricExporterBuilder::new()
+        .with_temporality(temporality)
+        .build();
     let provider = SdkMeterProvider::builder()
         .with_reader(PeriodicReader::builder(exporter.clone()).build())
         .build();
@@ -196,9 +205,18 @@ mod settled {
 
 #[tokio::test]
 async fn each_operation_is_measured_under_its_own_attributes_and_outcome() {
+    operations_are_measured(Temporality::Cumulative).await;
+}
+
+#[tokio::test]
+async fn each_operation_is_measured_the_same_with_delta_temporality() {
+    operations_are_measured(Temporality::Delta).await;
+}
+
+async fn operations_are_measured(temporality: Temporality) {
     let server = support::server();
     let capture = SpanCapture::new();
-    let (meters, exporter) = meter();
+    let (meters, exporter) = meter_with(temporality);
     let running = support::builder(&server, &capture, "integration::telemetry::settled::")
         .meter_provider(meters.clone())
         .stream(settled::STREAM)
@@ -210,6 +228,12 @@ async fn each_operation_is_measured_under_its_own_attributes_and_outcome() {
         .publish_jetstream("settled.orders", &Order { id: 1 })
         .await
         .expect("publish");
+    // No stream captures it: the publish fails, and counts as failed.
+    let refused = running
+        .publisher()
+        .publish_jetstream("unstreamed.orders", &Order { id: 2 })
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
     let spans = capture.wait_for_named("ack settled.orders", 1).await;
     running.stop().await.expect("clean stop");
     meters.force_flush().expect("flush metrics");
@@ -228,22 +252,31 @@ async fn each_operation_is_measured_under_its_own_attributes_and_outcome() {
     let operations = points(&metrics, "messaging.client.operation.duration");
     assert_eq!(count(&operations, settled("nak")), 1.0, "{operations:?}");
     assert_eq!(count(&operations, settled("ack")), 1.0, "{operations:?}");
+    let published = |subject: &'static str, failed: bool| {
+        move |a: &[(String, String)]| {
+            has(a, "messaging.operation.name", "publish")
+                && has(a, "messaging.destination.template", subject)
+                && a.iter().any(|(k, _)| k == "error.type") == failed
+        }
+    };
     assert_eq!(
-        count(&operations, |a| has(
-            a,
-            "messaging.operation.name",
-            "publish"
-        )),
+        count(&operations, published("settled.orders", false)),
         1.0,
         "{operations:?}"
     );
-    assert_eq!(operations.len(), 3, "no other series: {operations:?}");
+    assert_eq!(
+        count(&operations, published("unstreamed.orders", true)),
+        1.0,
+        "{operations:?}"
+    );
+    assert_eq!(operations.len(), 4, "no other series: {operations:?}");
 
-    // Settles send nothing: the sent messages are the publish's alone.
+    // Settles send nothing: the sent messages are the publishes' alone, the
+    // refused one under its error.type.
     let sent = points(&metrics, "messaging.client.sent.messages");
-    assert_eq!(sent.len(), 1, "{sent:?}");
-    assert!(has(&sent[0].0, "messaging.operation.name", "publish"));
-    assert_eq!(sent[0].1, 1.0);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(count(&sent, published("settled.orders", false)), 1.0);
+    assert_eq!(count(&sent, published("unstreamed.orders", true)), 1.0);
 
     // The failed run under its error.type, the other without; both
     // deliveries were consumed, whatever the handler made of them.
@@ -256,7 +289,8 @@ async fn each_operation_is_measured_under_its_own_attributes_and_outcome() {
     assert_eq!(consumed[0].1, 2.0);
     assert!(!consumed[0].0.iter().any(|(k, _)| k == "error.type"));
 
-    // One size per message consumed or published, and none for settles.
+    // One size per message consumed or published, never under an
+    // error.type, and none for settles.
     let sizes = points(&metrics, "nats_trace.message.body.size");
     assert_eq!(
         count(&sizes, |a| has(a, "messaging.operation.name", "process")),
@@ -264,11 +298,16 @@ async fn each_operation_is_measured_under_its_own_attributes_and_outcome() {
         "{sizes:?}"
     );
     assert_eq!(
-        count(&sizes, |a| has(a, "messaging.operation.name", "publish")),
+        count(&sizes, published("settled.orders", false)),
         1.0,
         "{sizes:?}"
     );
-    assert_eq!(sizes.len(), 2, "{sizes:?}");
+    assert_eq!(
+        count(&sizes, published("unstreamed.orders", false)),
+        1.0,
+        "{sizes:?}"
+    );
+    assert_eq!(sizes.len(), 3, "{sizes:?}");
 }
 
 mod bridged {

@@ -25,7 +25,7 @@ use crate::outcome::{Failure, FailureKind, Reply};
 use crate::publisher::{Publisher, RetryPolicy};
 use crate::registry::Handler;
 use crate::semconv;
-use crate::telemetry::metrics::{self, Bound};
+use crate::telemetry::metrics::{self, Binding, OperationMetrics};
 
 /// How long the request confirming a batch of acks may take.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -103,7 +103,7 @@ struct Operation {
     failed: &'static str,
     /// `{operation} {subscription}`.
     span_name: Cow<'static, str>,
-    metrics: Bound,
+    metrics: OperationMetrics,
 }
 
 impl Operation {
@@ -118,13 +118,16 @@ impl Operation {
             name,
             failed,
             span_name: crate::publisher::names::names(name, handler.subject()).span_name,
-            metrics: telemetry.metrics().client_operation(metrics::attributes(
-                name,
-                semconv::operation_type::SETTLE,
-                handler.subject(),
-                Some(spec.consumer),
-                telemetry.server_attributes(),
-            )),
+            metrics: telemetry.metrics().client_operation(
+                metrics::attributes(
+                    name,
+                    semconv::operation_type::SETTLE,
+                    handler.subject(),
+                    Some(spec.consumer),
+                    telemetry.server_attributes(),
+                ),
+                Binding::OnFirstUse,
+            ),
         }
     }
 }

@@ -28,7 +28,7 @@ use crate::outcome::{Failure, Reply};
 use crate::propagation::{self, Propagation};
 use crate::semconv;
 use crate::telemetry::Telemetry;
-use crate::telemetry::metrics::Bound;
+use crate::telemetry::metrics::{Binding, OperationMetrics};
 
 pub use batch::{BatchFailure, BatchReport};
 use names::Names;
@@ -157,42 +157,52 @@ struct Inner {
     jetstream: async_nats::jetstream::Context,
     telemetry: Telemetry,
     retry: Option<RetryPolicy>,
-    /// Metrics by operation and subject, bound once each.
-    metrics: MetricsCache,
+    /// Metrics by operation and subject, kept once each; shared with the
+    /// publishers made from this one by [`Publisher::with_retry`].
+    metrics: Arc<MetricsCache>,
 }
 
-/// Metrics per (operation, subject), bound to their attributes once, so a
-/// publish neither builds the attributes again nor has them looked up.
-/// Bounded: past [`MetricsCache::LIMIT`] subjects an operation records
-/// with attributes built per call.
+/// The metrics of each (operation, subject) a publisher used, kept so a
+/// publish neither builds its attributes again nor has the SDK look them
+/// up. Bounded: past [`MetricsCache::LIMIT`] pairs an operation records
+/// with attributes built and looked up per call.
 #[derive(Default)]
 struct MetricsCache(std::sync::Mutex<MetricsByOperation>);
 
-type MetricsByOperation =
-    std::collections::HashMap<&'static str, std::collections::HashMap<String, Arc<Bound>>>;
+type MetricsByOperation = std::collections::HashMap<
+    &'static str,
+    std::collections::HashMap<String, Arc<OperationMetrics>>,
+>;
 
 impl MetricsCache {
-    const LIMIT: usize = 1024;
+    /// Most (operation, subject) pairs kept, all operations together. Each
+    /// pair's series stay in the meter provider for the publisher's life,
+    /// so this stays well below the SDK's default cardinality limit of
+    /// 2,000 series per instrument, which the body-size histogram shares
+    /// with the handlers.
+    const LIMIT: usize = 512;
 
-    /// The metrics of `operation` on `subject`, bound by `bind` the first
+    /// The metrics of `operation` on `subject`, made by `make` the first
     /// time; `None` past the limit.
     fn get(
         &self,
         operation: &'static str,
         subject: &str,
-        bind: impl FnOnce() -> Bound,
-    ) -> Option<Arc<Bound>> {
+        make: impl FnOnce() -> OperationMetrics,
+    ) -> Option<Arc<OperationMetrics>> {
         let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let by_subject = cache.entry(operation).or_default();
-        if let Some(found) = by_subject.get(subject) {
+        if let Some(found) = cache.get(operation).and_then(|kept| kept.get(subject)) {
             return Some(found.clone());
         }
-        if by_subject.len() >= Self::LIMIT {
+        if cache.values().map(|kept| kept.len()).sum::<usize>() >= Self::LIMIT {
             return None;
         }
-        let bound = Arc::new(bind());
-        by_subject.insert(subject.to_string(), bound.clone());
-        Some(bound)
+        let made = Arc::new(make());
+        cache
+            .entry(operation)
+            .or_default()
+            .insert(subject.to_string(), made.clone());
+        Some(made)
     }
 }
 
@@ -234,7 +244,7 @@ impl Publisher {
                 client,
                 telemetry,
                 retry: None,
-                metrics: MetricsCache::default(),
+                metrics: Arc::default(),
             }),
         }
     }
@@ -254,7 +264,7 @@ impl Publisher {
                 jetstream: self.inner.jetstream.clone(),
                 telemetry: self.inner.telemetry.clone(),
                 retry: Some(policy),
-                metrics: MetricsCache::default(),
+                metrics: self.inner.metrics.clone(),
             }),
         }
     }
@@ -441,16 +451,17 @@ impl Publisher {
             )
         };
         let elapsed = started.elapsed();
-        let bound = self.inner.metrics.get(operation, subject, || {
-            telemetry.metrics().client_operation(attributes())
+        let kept = self.inner.metrics.get(operation, subject, || {
+            telemetry
+                .metrics()
+                .client_operation(attributes(), Binding::OnFirstUse)
         });
-        match bound {
-            Some(bound) => bound.record(elapsed, sent, body_size, error_type),
-            None => {
-                telemetry
-                    .metrics()
-                    .operation(&attributes(), elapsed, sent, body_size, error_type);
-            }
+        match kept {
+            Some(metrics) => metrics.record(elapsed, sent, body_size, error_type),
+            None => telemetry
+                .metrics()
+                .client_operation(attributes(), Binding::Never)
+                .record(elapsed, sent, body_size, error_type),
         }
     }
 
@@ -786,32 +797,35 @@ mod tests {
     use opentelemetry::metrics::noop::NoopMeterProvider;
 
     use super::MetricsCache;
-    use crate::telemetry::metrics::Metrics;
+    use crate::telemetry::metrics::{Binding, Metrics};
 
     #[test]
-    fn operation_metrics_are_bound_once_per_subject_up_to_the_limit() {
+    fn operation_metrics_are_kept_once_per_subject_up_to_the_limit() {
         let metrics = Metrics::new(&NoopMeterProvider::new().meter("test"));
+        let make = || metrics.client_operation(Vec::new(), Binding::OnFirstUse);
         let cache = MetricsCache::default();
-        let mut binds = 0;
-        for n in 0..MetricsCache::LIMIT {
-            let bound = cache.get("publish", &format!("orders.{n}"), || {
-                binds += 1;
-                metrics.client_operation(Vec::new())
+        let mut made = 0;
+        for n in 0..MetricsCache::LIMIT - 1 {
+            let kept = cache.get("publish", &format!("orders.{n}"), || {
+                made += 1;
+                make()
             });
-            assert!(bound.is_some(), "subject {n} is within the limit");
+            assert!(kept.is_some(), "subject {n} is within the limit");
         }
-        let first = cache.get("publish", "orders.0", || unreachable!("bound already"));
-        let again = cache.get("publish", "orders.0", || unreachable!("bound already"));
+        let first = cache.get("publish", "orders.0", || unreachable!("kept already"));
+        let again = cache.get("publish", "orders.0", || unreachable!("kept already"));
         assert!(matches!((first, again), (Some(a), Some(b)) if Arc::ptr_eq(&a, &b)));
-        assert_eq!(binds, MetricsCache::LIMIT);
+        assert_eq!(made, MetricsCache::LIMIT - 1);
 
-        let past = cache.get("publish", "orders.new", || {
-            metrics.client_operation(Vec::new())
-        });
-        assert!(past.is_none(), "past the limit, nothing more is kept");
-        let other = cache.get("request", "orders.new", || {
-            metrics.client_operation(Vec::new())
-        });
-        assert!(other.is_some(), "each operation has its own limit");
+        assert!(
+            cache.get("request", "orders.0", make).is_some(),
+            "another operation on the same subject is another pair"
+        );
+        assert!(
+            cache.get("request", "orders.1", make).is_none(),
+            "the limit counts every operation's pairs"
+        );
+        assert!(cache.get("publish", "orders.new", make).is_none());
+        assert!(cache.get("publish", "orders.1", make).is_some());
     }
 }

@@ -89,49 +89,34 @@ impl Metrics {
 
     /// The metrics of a handler's runs with `attributes`: their duration,
     /// the consumed messages and their sizes.
-    pub(crate) fn process(&self, attributes: Vec<KeyValue>) -> Bound {
-        Bound::new(
+    pub(crate) fn process(&self, attributes: Vec<KeyValue>) -> OperationMetrics {
+        OperationMetrics::new(
             attributes,
-            self.process_duration.clone(),
-            self.consumed.clone(),
-            false,
-            self.body_size.clone(),
+            &self.process_duration,
+            &self.consumed,
+            Messages::Consumed,
+            &self.body_size,
+            Binding::OnFirstUse,
         )
     }
 
     /// The metrics of client operations with `attributes` (publish,
     /// request or settle): their duration, the messages sent and their
-    /// sizes.
-    pub(crate) fn client_operation(&self, attributes: Vec<KeyValue>) -> Bound {
-        Bound::new(
-            attributes,
-            self.operation_duration.clone(),
-            self.sent.clone(),
-            true,
-            self.body_size.clone(),
-        )
-    }
-
-    /// A client operation recorded with `attributes` looked up per call,
-    /// for attribute sets too many to keep a [`Bound`] for each.
-    pub(crate) fn operation(
+    /// sizes. With [`Binding::Never`], for attribute sets too many to keep,
+    /// every call has its attributes looked up.
+    pub(crate) fn client_operation(
         &self,
-        attributes: &[KeyValue],
-        elapsed: Duration,
-        sent: u64,
-        body_size: Option<usize>,
-        error_type: Option<&str>,
-    ) {
-        if let Some(size) = body_size {
-            self.body_size.record(size as u64, attributes);
-        }
-        with_error(attributes, error_type, |attributes| {
-            if sent > 0 {
-                self.sent.add(sent, attributes);
-            }
-            self.operation_duration
-                .record(elapsed.as_secs_f64(), attributes);
-        });
+        attributes: Vec<KeyValue>,
+        binding: Binding,
+    ) -> OperationMetrics {
+        OperationMetrics::new(
+            attributes,
+            &self.operation_duration,
+            &self.sent,
+            Messages::Sent,
+            &self.body_size,
+            binding,
+        )
     }
 
     /// A connection event such as `disconnected`.
@@ -146,42 +131,58 @@ impl Metrics {
     }
 }
 
-/// One operation's instruments, each bound to its attribute set the first
-/// time it records: a plain instrument has the SDK hash the attribute set
-/// and look it up under a lock on every call, which cost more than the rest
-/// of a message's metrics. Binding on first use, not up front, exports
-/// exactly the points plain recording would: no empty series. Failures are
-/// recorded plain, with `error.type` added to the attributes.
-pub(crate) struct Bound {
-    attributes: Box<[KeyValue]>,
-    duration: Histogram<f64>,
-    messages: Counter<u64>,
-    /// Whether a failure's messages count under its `error.type`: sent ones
-    /// do; consumed ones were received, whatever the handler made of them.
-    messages_fail: bool,
-    body_size: Histogram<u64>,
-    bound_duration: OnceLock<BoundHistogram<f64>>,
-    bound_messages: OnceLock<BoundCounter<u64>>,
-    bound_body_size: OnceLock<BoundHistogram<u64>>,
+/// Whether an [`OperationMetrics`] binds its instruments to its attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Binding {
+    /// Each instrument binds after its first measurement: a plain
+    /// instrument has the SDK hash the attribute set and look it up under a
+    /// lock on every call, which cost more than the rest of a message's
+    /// metrics.
+    OnFirstUse,
+    /// Every measurement is plain: for a set recorded once or rarely.
+    Never,
 }
 
-impl Bound {
+/// The messages an operation counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Messages {
+    /// Sent: a failed operation counts them under its `error.type`.
+    Sent,
+    /// Consumed: received, whatever the handler made of them, so never
+    /// under an `error.type`.
+    Consumed,
+}
+
+/// The instruments of one operation on one attribute set. Successes are
+/// recorded through handles bound to the set; failures plainly, with
+/// `error.type` added.
+pub(crate) struct OperationMetrics {
+    attributes: Box<[KeyValue]>,
+    duration: BindOnUse<Histogram<f64>>,
+    messages: BindOnUse<Counter<u64>>,
+    counted: Messages,
+    body_size: BindOnUse<Histogram<u64>>,
+    binding: Binding,
+}
+
+impl OperationMetrics {
+    /// The operation's metrics with `attributes`, counting `counted`
+    /// messages.
     fn new(
         attributes: Vec<KeyValue>,
-        duration: Histogram<f64>,
-        messages: Counter<u64>,
-        messages_fail: bool,
-        body_size: Histogram<u64>,
+        duration: &Histogram<f64>,
+        messages: &Counter<u64>,
+        counted: Messages,
+        body_size: &Histogram<u64>,
+        binding: Binding,
     ) -> Self {
-        Bound {
+        OperationMetrics {
             attributes: attributes.into(),
-            duration,
-            messages,
-            messages_fail,
-            body_size,
-            bound_duration: OnceLock::new(),
-            bound_messages: OnceLock::new(),
-            bound_body_size: OnceLock::new(),
+            duration: BindOnUse::new(duration.clone()),
+            messages: BindOnUse::new(messages.clone()),
+            counted,
+            body_size: BindOnUse::new(body_size.clone()),
+            binding,
         }
     }
 
@@ -194,57 +195,114 @@ impl Bound {
         body_size: Option<usize>,
         error_type: Option<&str>,
     ) {
-        let attributes = &*self.attributes;
+        let (attributes, binding) = (&*self.attributes, self.binding);
         if let Some(size) = body_size {
-            self.bound_body_size
-                .get_or_init(|| self.body_size.bind(attributes))
-                .record(size as u64);
+            self.body_size.record(size as u64, attributes, binding);
         }
         let Some(error_type) = error_type else {
-            self.count(messages);
-            self.bound_duration
-                .get_or_init(|| self.duration.bind(attributes))
-                .record(elapsed.as_secs_f64());
+            if messages > 0 {
+                self.messages.record(messages, attributes, binding);
+            }
+            self.duration
+                .record(elapsed.as_secs_f64(), attributes, binding);
             return;
         };
-        with_error(attributes, Some(error_type), |failed| {
-            if !self.messages_fail {
-                self.count(messages);
-            } else if messages > 0 {
-                self.messages.add(messages, failed);
-            }
-            self.duration.record(elapsed.as_secs_f64(), failed);
-        });
-    }
-
-    /// Counts `messages` under the operation's own attributes.
-    fn count(&self, messages: u64) {
+        let mut failed = Vec::with_capacity(attributes.len() + 1);
+        failed.extend_from_slice(attributes);
+        failed.push(KeyValue::new(semconv::ERROR_TYPE, error_type.to_string()));
         if messages > 0 {
-            self.bound_messages
-                .get_or_init(|| self.messages.bind(&self.attributes))
-                .add(messages);
+            match self.counted {
+                Messages::Sent => self.messages.record(messages, &failed, Binding::Never),
+                Messages::Consumed => self.messages.record(messages, attributes, binding),
+            }
         }
+        self.duration
+            .record(elapsed.as_secs_f64(), &failed, Binding::Never);
     }
 }
 
-impl std::fmt::Debug for Bound {
+impl std::fmt::Debug for OperationMetrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bound")
+        f.debug_struct("OperationMetrics")
             .field("attributes", &self.attributes)
+            .field("binding", &self.binding)
             .finish_non_exhaustive()
     }
 }
 
-/// Runs `record` with `attributes`, plus `error.type` when there is one.
-/// Only failures pay for the extra allocation.
-fn with_error(attributes: &[KeyValue], error_type: Option<&str>, record: impl FnOnce(&[KeyValue])) {
-    match error_type {
-        None => record(attributes),
-        Some(error_type) => {
-            let mut with = attributes.to_vec();
-            with.push(KeyValue::new(semconv::ERROR_TYPE, error_type.to_string()));
-            record(&with);
+/// An instrument, and once it has recorded, its handle bound to the one
+/// attribute set it records with bound. The first measurement is plain and
+/// the handle is bound after it: a handle bound first would make the SDK
+/// keep an empty series, which a collection in between would export.
+struct BindOnUse<I: Bind> {
+    instrument: I,
+    bound: OnceLock<I::Bound>,
+}
+
+impl<I: Bind> BindOnUse<I> {
+    fn new(instrument: I) -> Self {
+        BindOnUse {
+            instrument,
+            bound: OnceLock::new(),
         }
+    }
+
+    /// Records `value`: through the bound handle when there is one and
+    /// `binding` allows it (`attributes` must then be the set it was bound
+    /// to), else plainly, binding afterwards if `binding` says so.
+    fn record(&self, value: I::Value, attributes: &[KeyValue], binding: Binding) {
+        if binding == Binding::Never {
+            self.instrument.record(value, attributes);
+        } else if let Some(bound) = self.bound.get() {
+            I::record_bound(bound, value);
+        } else {
+            self.instrument.record(value, attributes);
+            // Two first measurements at once may both bind; one is kept.
+            let _ = self.bound.set(self.instrument.bind(attributes));
+        }
+    }
+}
+
+/// The instruments [`BindOnUse`] binds.
+trait Bind {
+    type Value;
+    type Bound;
+    fn record(&self, value: Self::Value, attributes: &[KeyValue]);
+    fn bind(&self, attributes: &[KeyValue]) -> Self::Bound;
+    fn record_bound(bound: &Self::Bound, value: Self::Value);
+}
+
+impl<T> Bind for Histogram<T> {
+    type Value = T;
+    type Bound = BoundHistogram<T>;
+
+    fn record(&self, value: T, attributes: &[KeyValue]) {
+        Histogram::record(self, value, attributes);
+    }
+
+    fn bind(&self, attributes: &[KeyValue]) -> BoundHistogram<T> {
+        Histogram::bind(self, attributes)
+    }
+
+    fn record_bound(bound: &BoundHistogram<T>, value: T) {
+        bound.record(value);
+    }
+}
+
+impl<T> Bind for Counter<T> {
+    type Value = T;
+    type Bound = BoundCounter<T>;
+
+    fn record(&self, value: T, attributes: &[KeyValue]) {
+        self.add(value, attributes);
+    }
+
+    fn bind(&self, attributes: &[KeyValue]) -> BoundCounter<T> {
+        Counter::bind(self, attributes)
+    }
+
+    fn record_bound(bound: &BoundCounter<T>, value: T) {
+        bound.add(value);
     }
 }
 
@@ -271,4 +329,112 @@ pub(crate) fn attributes(
     }
     attributes.extend_from_slice(server);
     attributes
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use opentelemetry::KeyValue;
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    use super::{Binding, Metrics};
+
+    fn failed<'a>(mut attributes: impl Iterator<Item = &'a KeyValue>) -> bool {
+        attributes.any(|kv| kv.key.as_str() == "error.type")
+    }
+
+    /// Each point of metric `name`: whether it has an `error.type`, and its
+    /// count (histograms) or sum (counters).
+    fn points(exporter: &InMemoryMetricExporter, name: &str) -> Vec<(bool, u64)> {
+        let mut found = Vec::new();
+        let exported = exporter.get_finished_metrics().expect("metrics");
+        let metrics = exported
+            .iter()
+            .flat_map(|resource| resource.scope_metrics())
+            .flat_map(|scope| scope.metrics())
+            .filter(|metric| metric.name() == name);
+        for metric in metrics {
+            match metric.data() {
+                AggregatedMetrics::F64(MetricData::Histogram(h)) => {
+                    found.extend(h.data_points().map(|p| (failed(p.attributes()), p.count())))
+                }
+                AggregatedMetrics::U64(MetricData::Histogram(h)) => {
+                    found.extend(h.data_points().map(|p| (failed(p.attributes()), p.count())))
+                }
+                AggregatedMetrics::U64(MetricData::Sum(sum)) => found.extend(
+                    sum.data_points()
+                        .map(|p| (failed(p.attributes()), p.value())),
+                ),
+                _ => {}
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn successes_bind_after_their_first_measurement_and_failures_stay_plain() {
+        let exporter = InMemoryMetricExporter::default();
+        let provider = SdkMeterProvider::builder()
+            .with_reader(PeriodicReader::builder(exporter.clone()).build())
+            .build();
+        let metrics = Metrics::new(&provider.meter("test"));
+        let attributes = vec![KeyValue::new("messaging.system", "nats")];
+        let millisecond = Duration::from_millis(1);
+
+        let kept = metrics.client_operation(attributes.clone(), Binding::OnFirstUse);
+        kept.record(millisecond, 1, Some(10), Some("timeout"));
+        assert!(
+            kept.duration.bound.get().is_none() && kept.messages.bound.get().is_none(),
+            "a failure binds nothing"
+        );
+        assert!(
+            kept.body_size.bound.get().is_some(),
+            "sizes are recorded under the operation's own attributes"
+        );
+        kept.record(millisecond, 1, Some(10), None);
+        assert!(kept.duration.bound.get().is_some() && kept.messages.bound.get().is_some());
+        kept.record(millisecond, 2, Some(10), None);
+
+        let plain = metrics.client_operation(attributes.clone(), Binding::Never);
+        plain.record(millisecond, 1, Some(10), None);
+        assert!(
+            plain.duration.bound.get().is_none()
+                && plain.messages.bound.get().is_none()
+                && plain.body_size.bound.get().is_none(),
+            "never bound"
+        );
+
+        let consumed = metrics.process(attributes);
+        consumed.record(millisecond, 1, Some(10), Some("handler_failed"));
+        consumed.record(millisecond, 1, Some(10), None);
+
+        provider.force_flush().expect("flush");
+        // Bound, plain and first-plain-then-bound measurements of one set
+        // land in one series.
+        assert_eq!(
+            points(&exporter, "messaging.client.sent.messages"),
+            [(false, 4), (true, 1)]
+        );
+        assert_eq!(
+            points(&exporter, "messaging.client.operation.duration"),
+            [(false, 3), (true, 1)]
+        );
+        assert_eq!(
+            points(&exporter, "messaging.client.consumed.messages"),
+            [(false, 2)],
+            "consumed messages count without the handler's error.type"
+        );
+        assert_eq!(
+            points(&exporter, "messaging.process.duration"),
+            [(false, 1), (true, 1)]
+        );
+        assert_eq!(
+            points(&exporter, "nats_trace.message.body.size"),
+            [(false, 6)]
+        );
+    }
 }
