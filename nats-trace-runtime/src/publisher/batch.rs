@@ -81,7 +81,8 @@ impl Publisher {
             total as i64,
         ));
         attributes.extend_from_slice(self.inner.telemetry.server_attributes());
-        let names = super::names::names(semconv::operation_name::PUBLISH, subject);
+        let operation = self.operation(semconv::operation_name::PUBLISH, subject);
+        let names = &operation.names;
         let builder = SpanBuilder::from_name(names.span_name.clone())
             .with_kind(SpanKind::Client)
             .with_attributes(attributes)
@@ -145,9 +146,8 @@ impl Publisher {
             )));
         }
         span.end();
-        self.record_operation(
-            semconv::operation_name::PUBLISH,
-            subject,
+        operation.record(
+            &self.inner.telemetry,
             started,
             total as u64,
             None,

@@ -4,6 +4,7 @@
 mod batch;
 pub(crate) mod current;
 pub(crate) mod names;
+mod operations;
 mod request;
 mod retry;
 
@@ -28,10 +29,9 @@ use crate::outcome::{Failure, Reply};
 use crate::propagation::{self, Propagation};
 use crate::semconv;
 use crate::telemetry::Telemetry;
-use crate::telemetry::metrics::{Binding, OperationMetrics};
 
 pub use batch::{BatchFailure, BatchReport};
-use names::Names;
+use operations::{Operation, Operations};
 pub use request::RequestError;
 pub use retry::RetryPolicy;
 
@@ -157,53 +157,9 @@ struct Inner {
     jetstream: async_nats::jetstream::Context,
     telemetry: Telemetry,
     retry: Option<RetryPolicy>,
-    /// Metrics by operation and subject, kept once each; shared with the
-    /// publishers made from this one by [`Publisher::with_retry`].
-    metrics: Arc<MetricsCache>,
-}
-
-/// The metrics of each (operation, subject) a publisher used, kept so a
-/// publish neither builds its attributes again nor has the SDK look them
-/// up. Bounded: past [`MetricsCache::LIMIT`] pairs an operation records
-/// with attributes built and looked up per call.
-#[derive(Default)]
-struct MetricsCache(std::sync::Mutex<MetricsByOperation>);
-
-type MetricsByOperation = std::collections::HashMap<
-    &'static str,
-    std::collections::HashMap<String, Arc<OperationMetrics>>,
->;
-
-impl MetricsCache {
-    /// Most (operation, subject) pairs kept, all operations together. Each
-    /// pair's series stay in the meter provider for the publisher's life,
-    /// so this stays well below the SDK's default cardinality limit of
-    /// 2,000 series per instrument, which the body-size histogram shares
-    /// with the handlers.
-    const LIMIT: usize = 512;
-
-    /// The metrics of `operation` on `subject`, made by `make` the first
-    /// time; `None` past the limit.
-    fn get(
-        &self,
-        operation: &'static str,
-        subject: &str,
-        make: impl FnOnce() -> OperationMetrics,
-    ) -> Option<Arc<OperationMetrics>> {
-        let mut cache = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(found) = cache.get(operation).and_then(|kept| kept.get(subject)) {
-            return Some(found.clone());
-        }
-        if cache.values().map(|kept| kept.len()).sum::<usize>() >= Self::LIMIT {
-            return None;
-        }
-        let made = Arc::new(make());
-        cache
-            .entry(operation)
-            .or_default()
-            .insert(subject.to_string(), made.clone());
-        Some(made)
-    }
+    /// Names and metrics by operation and subject, kept once each; shared
+    /// with the publishers made from this one by [`Publisher::with_retry`].
+    operations: Arc<Operations>,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -244,7 +200,7 @@ impl Publisher {
                 client,
                 telemetry,
                 retry: None,
-                metrics: Arc::default(),
+                operations: Arc::default(),
             }),
         }
     }
@@ -264,7 +220,7 @@ impl Publisher {
                 jetstream: self.inner.jetstream.clone(),
                 telemetry: self.inner.telemetry.clone(),
                 retry: Some(policy),
-                metrics: self.inner.metrics.clone(),
+                operations: self.inner.operations.clone(),
             }),
         }
     }
@@ -383,13 +339,14 @@ impl Publisher {
         Fut: Future<Output = Result<R, PublishError>>,
     {
         async move {
-            let (names, cx) = self.start_send(
+            let (operation, cx) = self.start_send(
                 semconv::operation_name::PUBLISH,
                 SpanKind::Producer,
                 subject,
                 &mut headers,
                 body.len(),
             );
+            let names = &operation.names;
             let started = std::time::Instant::now();
             let body_size = body.len();
             let result = match self.inner.retry {
@@ -418,9 +375,8 @@ impl Publisher {
                 Err(error) => record_error(&cx, error),
             }
             cx.span().end();
-            self.record_operation(
-                semconv::operation_name::PUBLISH,
-                subject,
+            operation.record(
+                &self.inner.telemetry,
                 started,
                 1,
                 Some(body_size),
@@ -430,39 +386,11 @@ impl Publisher {
         }
     }
 
-    /// Records a client operation's duration and sent messages.
-    pub(crate) fn record_operation(
-        &self,
-        operation: &'static str,
-        subject: &str,
-        started: std::time::Instant,
-        sent: u64,
-        body_size: Option<usize>,
-        error_type: Option<&str>,
-    ) {
-        let telemetry = &self.inner.telemetry;
-        let attributes = || {
-            crate::telemetry::metrics::attributes(
-                operation,
-                semconv::operation_type::SEND,
-                subject,
-                None,
-                telemetry.server_attributes(),
-            )
-        };
-        let elapsed = started.elapsed();
-        let kept = self.inner.metrics.get(operation, subject, || {
-            telemetry
-                .metrics()
-                .client_operation(attributes(), Binding::OnFirstUse)
-        });
-        match kept {
-            Some(metrics) => metrics.record(elapsed, sent, body_size, error_type),
-            None => telemetry
-                .metrics()
-                .client_operation(attributes(), Binding::Never)
-                .record(elapsed, sent, body_size, error_type),
-        }
+    /// The kept names and metrics of `operation` on `subject`.
+    pub(crate) fn operation(&self, operation: &'static str, subject: &str) -> Arc<Operation> {
+        self.inner
+            .operations
+            .get(operation, subject, &self.inner.telemetry)
     }
 
     /// Fails unless the client is connected, for confirmed publishes only:
@@ -582,10 +510,10 @@ impl Publisher {
         subject: &str,
         headers: &mut HeaderMap,
         body_size: usize,
-    ) -> (Names, Context) {
-        let names = names::names(operation, subject);
+    ) -> (Arc<Operation>, Context) {
+        let kept = self.operation(operation, subject);
         let cx = self.start_span(
-            &names,
+            &kept.names,
             kind,
             operation,
             semconv::operation_type::SEND,
@@ -593,14 +521,14 @@ impl Publisher {
             Some(body_size),
         );
         self.inner.telemetry.propagation.inject(&cx, headers);
-        (names, cx)
+        (kept, cx)
     }
 
     /// Starts a span as a child of the current context, with the messaging
     /// attributes set at start.
     fn start_span(
         &self,
-        names: &Names,
+        names: &names::Names,
         kind: SpanKind,
         operation_name: &'static str,
         operation_type: &'static str,
@@ -787,45 +715,4 @@ impl<E: From<PublishError>> FromPublishError for E {
 #[doc(hidden)]
 pub fn publish_error_into<E: FromPublishError>(error: PublishError) -> E {
     E::from_publish_error(error)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use opentelemetry::metrics::MeterProvider as _;
-    use opentelemetry::metrics::noop::NoopMeterProvider;
-
-    use super::MetricsCache;
-    use crate::telemetry::metrics::{Binding, Metrics};
-
-    #[test]
-    fn operation_metrics_are_kept_once_per_subject_up_to_the_limit() {
-        let metrics = Metrics::new(&NoopMeterProvider::new().meter("test"));
-        let make = || metrics.client_operation(Vec::new(), Binding::OnFirstUse);
-        let cache = MetricsCache::default();
-        let mut made = 0;
-        for n in 0..MetricsCache::LIMIT - 1 {
-            let kept = cache.get("publish", &format!("orders.{n}"), || {
-                made += 1;
-                make()
-            });
-            assert!(kept.is_some(), "subject {n} is within the limit");
-        }
-        let first = cache.get("publish", "orders.0", || unreachable!("kept already"));
-        let again = cache.get("publish", "orders.0", || unreachable!("kept already"));
-        assert!(matches!((first, again), (Some(a), Some(b)) if Arc::ptr_eq(&a, &b)));
-        assert_eq!(made, MetricsCache::LIMIT - 1);
-
-        assert!(
-            cache.get("request", "orders.0", make).is_some(),
-            "another operation on the same subject is another pair"
-        );
-        assert!(
-            cache.get("request", "orders.1", make).is_none(),
-            "the limit counts every operation's pairs"
-        );
-        assert!(cache.get("publish", "orders.new", make).is_none());
-        assert!(cache.get("publish", "orders.1", make).is_some());
-    }
 }

@@ -129,7 +129,7 @@ impl Publisher {
         body: Bytes,
         timeout: Duration,
     ) -> Result<Message, RequestError> {
-        let (names, cx) = self.start_send(
+        let (operation, cx) = self.start_send(
             semconv::operation_name::REQUEST,
             SpanKind::Client,
             subject,
@@ -145,7 +145,7 @@ impl Publisher {
         let result = self
             .inner
             .client
-            .send_request(names.nats_subject(), request)
+            .send_request(operation.names.nats_subject(), request)
             .await
             .map_err(|source| match source.kind() {
                 RequestErrorKind::TimedOut => RequestError::Timeout {
@@ -166,9 +166,8 @@ impl Publisher {
         }
         cx.span().end();
         let error_type = result.as_ref().err().map(RequestError::error_type);
-        self.record_operation(
-            semconv::operation_name::REQUEST,
-            subject,
+        operation.record(
+            &self.inner.telemetry,
             started,
             1,
             Some(body_size),
