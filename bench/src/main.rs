@@ -33,10 +33,12 @@
 //!   top (the reader exports once a minute, after the measurement; not a
 //!   ratio of the `RESULT` line);
 //! - `js-raw` / `js-traced`: draining a JetStream stream of pre-published
-//!   messages, with a raw pull consumer that decodes and acks, against a
-//!   traced `#[nats_subscriber(stream = ..)]` handler;
+//!   messages, each carrying a sampled `traceparent` of its own trace, with a
+//!   raw pull consumer that decodes and acks, against a traced
+//!   `#[nats_subscriber(stream = ..)]` handler, whose spans continue it;
 //! - `js-raw+spans`: js-raw giving each message the two spans a traced
-//!   handler needs at least (process, and the ack's settle span), through
+//!   handler needs at least (process, continuing the message's trace, and
+//!   the ack's settle span), through
 //!   the same batch processor: the ceiling of js-traced (not a ratio of the
 //!   `RESULT` line).
 //!
@@ -60,12 +62,14 @@ use nats_trace_runtime::telemetry::accounting::{
 };
 use nats_trace_testing::NatsServer;
 use opentelemetry::metrics::noop::NoopMeterProvider;
+use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
 use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter,
 };
@@ -636,9 +640,16 @@ async fn fill_stream(server: &NatsServer, count: u64, size: usize) {
     let mut pending = Vec::new();
     for id in 0..count {
         let body = serde_json::to_vec(&Payload::sized(id, size)).expect("json");
+        // Each message continues a sampled trace of its own, as one a
+        // traced publisher sent would.
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            format!("00-{:032x}-{:016x}-01", id + 1, id + 1).as_str(),
+        );
         pending.push(
             jetstream
-                .publish("bench.js", body.into())
+                .publish_with_headers("bench.js", headers, body.into())
                 .await
                 .expect("publish"),
         );
@@ -759,12 +770,13 @@ fn jetstream_spans(
         "messaging.message.body.size",
         message.payload.len() as i64,
     ));
+    let parent = TraceContextPropagator::new().extract(&Headers(message.headers.as_ref()));
     let process = tracer
         .span_builder("process bench.js")
         .with_kind(SpanKind::Consumer)
         .with_attributes(process_attributes)
-        .start(tracer);
-    let process = Context::new().with_span(process);
+        .start_with_context(tracer, &parent);
+    let process = parent.with_span(process);
     let settle = tracer
         .span_builder("ack bench.js")
         .with_kind(SpanKind::Client)
@@ -772,6 +784,21 @@ fn jetstream_spans(
         .start_with_context(tracer, &process);
     let settle = process.with_span(settle);
     (process, settle)
+}
+
+/// A message's headers, as the propagator reads them.
+struct Headers<'a>(Option<&'a async_nats::HeaderMap>);
+
+impl Extractor for Headers<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0?.get(key).map(async_nats::HeaderValue::as_str)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .map(|headers| headers.iter().map(|(name, _)| name.as_ref()).collect())
+            .unwrap_or_default()
+    }
 }
 
 async fn jetstream_traced(server: &NatsServer, count: u64) -> (Measure, SpanReport) {
