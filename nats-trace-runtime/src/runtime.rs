@@ -524,9 +524,16 @@ impl Running {
         }
         // Telemetry gets what is left of the deadline, at least a second.
         let telemetry_deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
-        if tokio::time::timeout_at(telemetry_deadline, self.telemetry.flush())
-            .await
-            .is_err()
+        // A tracer provider the runtime set up exports the rest when it is
+        // shut down below: flushing it first would export twice.
+        let shut_down_below = self
+            .installed
+            .as_ref()
+            .is_some_and(|installed| installed.tracer_provider.is_some());
+        if !shut_down_below
+            && tokio::time::timeout_at(telemetry_deadline, self.telemetry.flush())
+                .await
+                .is_err()
         {
             tracing::warn!("flushing spans did not finish before the shutdown deadline");
         }
