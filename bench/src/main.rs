@@ -38,9 +38,8 @@
 //!   `#[nats_subscriber(stream = ..)]` handler, whose spans continue it;
 //! - `js-raw+spans`: js-raw giving each message the two spans a traced
 //!   handler needs at least (process, continuing the message's trace, and
-//!   the ack's settle span), through
-//!   the same batch processor: the ceiling of js-traced (not a ratio of the
-//!   `RESULT` line).
+//!   the ack's settle span), through the same batch processor: the ceiling
+//!   of js-traced (not a ratio of the `RESULT` line).
 //!
 //! Every variant runs once per round, rounds interleaved, and the table shows
 //! each variant's median round, with the CPU per message of this process and

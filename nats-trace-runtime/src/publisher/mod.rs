@@ -386,7 +386,8 @@ impl Publisher {
         }
     }
 
-    /// The kept names and metrics of `operation` on `subject`.
+    /// The names and metrics of `operation` on `subject`, kept after the
+    /// first time up to the publisher's limit.
     pub(crate) fn operation(&self, operation: &'static str, subject: &str) -> Arc<Operation> {
         self.inner
             .operations

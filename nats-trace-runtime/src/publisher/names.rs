@@ -32,14 +32,6 @@ impl Names {
             Cow::Owned(subject) => Subject::from(subject.as_str()),
         }
     }
-
-    /// Whether both names are kept in the table, and so cost nothing to copy.
-    pub(crate) fn is_interned(&self) -> bool {
-        matches!(
-            (&self.subject, &self.span_name),
-            (Cow::Borrowed(_), Cow::Borrowed(_))
-        )
-    }
 }
 
 type Table = HashMap<(&'static str, &'static str), (&'static str, &'static str)>;

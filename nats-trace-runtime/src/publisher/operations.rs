@@ -11,12 +11,13 @@ use crate::semconv;
 use crate::telemetry::Telemetry;
 use crate::telemetry::metrics::{self, Binding, OperationMetrics};
 
-/// One operation (`publish`, `request`, `create`) on one subject.
+/// One operation (`publish` or `request`) on one subject.
 #[derive(Debug)]
 pub(crate) struct Operation {
     /// `messaging.operation.name`.
     name: &'static str,
-    /// The subject's and the span's names.
+    /// The subject's and the span's names: interned unless the global
+    /// table of names was full.
     pub(crate) names: Names,
     /// Its metrics, bound to its attributes; `None` when not kept, and then
     /// recorded with attributes built per call.
@@ -59,7 +60,7 @@ impl Operation {
 /// [`Publisher::with_retry`](super::Publisher::with_retry) made from it.
 ///
 /// Bounded: past [`Operations::LIMIT`] pairs, an operation is built per
-/// call. Each kept pair's metric series stay in the meter provider for the
+/// call, and its metrics are recorded with attributes built per call. Each kept pair's metric series stay in the meter provider for the
 /// publisher's life, so the limit stays well below the SDK's default
 /// cardinality limit of 2,000 series per instrument, which the body-size
 /// histogram shares with the handlers.
@@ -68,7 +69,7 @@ pub(crate) struct Operations(RwLock<Kept>);
 
 #[derive(Debug, Default)]
 struct Kept {
-    /// By subject, then by operation name: a subject has one to three.
+    /// By subject, then by operation name: a subject has one or two.
     by_subject: HashMap<Box<str>, Vec<Arc<Operation>>>,
     /// Pairs kept, every subject's together.
     len: usize,
@@ -85,22 +86,27 @@ impl Operations {
         subject: &str,
         telemetry: &Telemetry,
     ) -> Arc<Operation> {
-        if let Some(found) = self.read().find(name, subject) {
-            return found;
+        let full = {
+            let kept = self.read();
+            if let Some(found) = kept.find(name, subject) {
+                return found;
+            }
+            kept.len >= Self::LIMIT
+        };
+        let mut operation = Operation {
+            name,
+            names: names::names(name, subject),
+            metrics: None,
+        };
+        // Past the limit, publishes never wait for the write lock.
+        if full {
+            return Arc::new(operation);
         }
-        let names = names::names(name, subject);
         let mut kept = self.0.write().unwrap_or_else(|e| e.into_inner());
         if let Some(found) = kept.find(name, subject) {
             return found;
         }
-        let mut operation = Operation {
-            name,
-            names,
-            metrics: None,
-        };
-        // Names past the global table's limit are built per call, and so
-        // is everything past this one's.
-        if !operation.names.is_interned() || kept.len >= Self::LIMIT {
+        if kept.len >= Self::LIMIT {
             return Arc::new(operation);
         }
         operation.metrics = Some(

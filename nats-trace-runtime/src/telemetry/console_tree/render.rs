@@ -483,8 +483,8 @@ impl Line {
 
 #[cfg(test)]
 mod tests {
+    use super::super::test_spans::{TRACE, data, spec};
     use super::*;
-    use crate::telemetry::console_tree::test_spans::{TRACE, data, spec};
 
     fn publish_process_reply() -> Vec<SpanData> {
         let mut publish = spec(1, 0, "publish orders.created", SpanKind::Producer, 0, 400);
