@@ -524,8 +524,8 @@ impl Running {
         }
         // Telemetry gets what is left of the deadline, at least a second.
         let telemetry_deadline = deadline.max(tokio::time::Instant::now() + Duration::from_secs(1));
-        // A tracer provider the runtime set up exports the rest when it is
-        // shut down below: flushing it first would export twice.
+        // A tracer provider the runtime set up is shut down below, which
+        // exports the rest: it is not flushed first as well.
         let shut_down_below = self
             .installed
             .as_ref()

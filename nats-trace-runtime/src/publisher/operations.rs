@@ -60,10 +60,11 @@ impl Operation {
 /// [`Publisher::with_retry`](super::Publisher::with_retry) made from it.
 ///
 /// Bounded: past [`Operations::LIMIT`] pairs, an operation is built per
-/// call, and its metrics are recorded with attributes built per call. Each kept pair's metric series stay in the meter provider for the
-/// publisher's life, so the limit stays well below the SDK's default
-/// cardinality limit of 2,000 series per instrument, which the body-size
-/// histogram shares with the handlers.
+/// call, and its metrics are recorded with attributes built per call. Each
+/// kept pair's metric series stay in the meter provider for the publisher's
+/// life, so the limit stays well below the SDK's default cardinality limit
+/// of 2,000 series per instrument, which the body-size histogram shares
+/// with the handlers.
 #[derive(Debug, Default)]
 pub(crate) struct Operations(RwLock<Kept>);
 
