@@ -3,6 +3,8 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
+
 use nats_trace_runtime::RequestError;
 use nats_trace_runtime::prelude::*;
 use nats_trace_testing::SpanCapture;
@@ -402,6 +404,113 @@ async fn a_publish_span_is_a_child_of_the_callers_current_span() {
         publish[0].parent_span_id,
         cx.span().span_context().span_id()
     );
+}
+
+mod unsampled {
+    use super::*;
+
+    use opentelemetry::trace::SpanContext;
+
+    /// The span context current in each run of `forward`.
+    pub static CURRENT: Mutex<Vec<SpanContext>> = Mutex::new(Vec::new());
+
+    #[nats_subscriber(subject = "unsampled.in")]
+    #[nats_publisher(subject = "unsampled.out")]
+    async fn forward(order: Order) -> Result<Order, PublishError> {
+        let current = opentelemetry::Context::current()
+            .span()
+            .span_context()
+            .clone();
+        CURRENT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(current);
+        Ok(order)
+    }
+}
+
+/// The `traceparent` of a message, parsed by the SDK's propagator.
+fn traceparent_of(message: &async_nats::Message) -> opentelemetry::trace::SpanContext {
+    use opentelemetry::propagation::TextMapPropagator as _;
+    let headers = message.headers.as_ref().expect("headers");
+    opentelemetry_sdk::propagation::TraceContextPropagator::new()
+        .extract(&nats_trace_runtime::propagation::HeaderExtractor(headers))
+        .span()
+        .span_context()
+        .clone()
+}
+
+#[tokio::test]
+async fn an_unsampled_trace_goes_through_a_handler_with_new_span_ids_and_no_spans() {
+    let server = support::server();
+    let capture = SpanCapture::new();
+    let running = support::start(&server, &capture, "integration::publishing::unsampled::").await;
+    let client = support::connect(&server).await;
+    let mut out = client.subscribe("unsampled.out").await.expect("subscribe");
+    client.flush().await.expect("flush");
+
+    // The capture samples whatever its parent sampled: the first message's
+    // trace is not sampled, the second one's is.
+    let unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    let sampled = "00-1af7651916cd43dd8448eb211c80319c-c7ad6b7169203331-01";
+    for (id, traceparent) in [(1, unsampled), (2, sampled)] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("traceparent", traceparent);
+        client
+            .publish_with_headers(
+                "unsampled.in",
+                headers,
+                serde_json::to_vec(&Order { id }).expect("encode").into(),
+            )
+            .await
+            .expect("publish");
+        let forwarded = tokio::time::timeout(support::WAIT, out.next())
+            .await
+            .expect("forwarded in time")
+            .expect("subscription open");
+        let order: Order = serde_json::from_slice(&forwarded.payload).expect("decode");
+        assert_eq!(order, Order { id });
+
+        let incoming = traceparent.split('-').collect::<Vec<_>>();
+        let current = unsampled::CURRENT
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .expect("the handler ran");
+        let carried = traceparent_of(&forwarded);
+        // The handler's span and the forwarded message's span are new spans
+        // of the incoming trace, sampled as it was.
+        for span in [&current, &carried] {
+            assert_eq!(span.trace_id().to_string(), incoming[1]);
+            assert!(span.is_valid());
+            assert_ne!(span.span_id().to_string(), incoming[2]);
+            assert_eq!(span.is_sampled(), id == 2, "{span:?}");
+        }
+        assert!(!current.is_remote(), "the handler's span is local");
+        assert_ne!(
+            carried.span_id(),
+            current.span_id(),
+            "a publish span of its own"
+        );
+    }
+
+    capture.wait_for_named("process unsampled.in", 1).await;
+    running.stop().await.expect("clean stop");
+    let spans = capture.spans();
+    let mut names: Vec<_> = spans.iter().map(|s| s.name.as_ref()).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["process unsampled.in", "publish unsampled.out"],
+        "only the sampled trace is recorded:\n{}",
+        describe(&spans)
+    );
+    for span in &spans {
+        assert_eq!(
+            span.span_context.trace_id().to_string(),
+            "1af7651916cd43dd8448eb211c80319c"
+        );
+    }
 }
 
 mod persisted {

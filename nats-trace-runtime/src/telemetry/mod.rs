@@ -11,7 +11,7 @@ pub mod metrics;
 use std::sync::Arc;
 
 use opentelemetry::global::{self, BoxedTracer};
-use opentelemetry::trace::{SpanBuilder, TraceContextExt as _};
+use opentelemetry::trace::{Span, SpanBuilder, TraceContextExt as _};
 use opentelemetry::{Context, InstrumentationScope, KeyValue, StringValue};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
@@ -27,6 +27,20 @@ pub(crate) fn scope() -> InstrumentationScope {
         .with_version(env!("CARGO_PKG_VERSION"))
         .with_schema_url(semconv::SCHEMA_URL)
         .build()
+}
+
+/// `parent` with `span` as its current span.
+///
+/// A span the sampler dropped records nothing, and ending it does nothing,
+/// so only its span context is kept, which is all its children and the
+/// propagator read: keeping the span itself would box it, lock it and drop
+/// it for nothing on every unsampled message.
+fn with_started<S: Span + Send + Sync + 'static>(parent: &Context, span: S) -> Context {
+    if span.is_recording() {
+        parent.with_span(span)
+    } else {
+        parent.with_remote_span_context(span.span_context().clone())
+    }
 }
 
 /// Where spans come from.
@@ -107,9 +121,11 @@ impl Telemetry {
     /// returns `parent` with it.
     pub(crate) fn start_span(&self, builder: SpanBuilder, parent: &Context) -> Context {
         match &self.tracer {
-            SpanTracer::Sdk(tracer) => parent.with_span(builder.start_with_context(tracer, parent)),
+            SpanTracer::Sdk(tracer) => {
+                with_started(parent, builder.start_with_context(tracer, parent))
+            }
             SpanTracer::Global(tracer) => {
-                parent.with_span(builder.start_with_context(&**tracer, parent))
+                with_started(parent, builder.start_with_context(&**tracer, parent))
             }
         }
     }
