@@ -32,6 +32,12 @@
 //!   exporting metrics has: what recording the runtime's metrics costs on
 //!   top (the reader exports once a minute, after the measurement; not a
 //!   ratio of the `RESULT` line);
+//! - `by hand, sampled` / `by hand, unsampled`: the tracing the macros
+//!   replace, written by hand in the style the project started from (the
+//!   global tracer looked up, `format!` span names and owned attributes per
+//!   message, the SDK's propagator), processing each message as it arrives;
+//!   sampled as `sampled` and `unsampled` are (see `by_hand.rs`; not ratios
+//!   of the `RESULT` line);
 //! - `js-raw` / `js-traced`: draining a JetStream stream of pre-published
 //!   messages, each carrying a sampled `traceparent` of its own trace, with a
 //!   raw pull consumer that decodes and acks, against a traced
@@ -47,6 +53,8 @@
 //!
 //! The last line is `RESULT ratio_sampled=.. ratio_unsampled=..
 //! ratio_jetstream=.. spans_dropped=.. rss_growth_pct=..`.
+
+mod by_hand;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -813,7 +821,7 @@ async fn jetstream_traced(server: &NatsServer, count: u64) -> (Measure, SpanRepo
 }
 
 /// The variants of a round, in the order they run.
-const VARIANTS: [&str; 10] = [
+const VARIANTS: [&str; 12] = [
     "raw",
     "raw+header",
     "raw+header 00",
@@ -821,6 +829,8 @@ const VARIANTS: [&str; 10] = [
     "sampled",
     "unsampled",
     "unsampled+metrics",
+    "by hand, sampled",
+    "by hand, unsampled",
     "js-raw",
     "js-raw+spans",
     "js-traced",
@@ -869,7 +879,7 @@ async fn run() {
     println!(
         "nats-trace bench: {count} messages of ~{size} B per variant, window {WINDOW}, {ALLOCATOR_NAME}"
     );
-    // `--only raw|header|header-00|spans|sampled|unsampled|metrics|js|js-raw|js-spans`: one
+    // `--only raw|header|header-00|spans|sampled|unsampled|metrics|hand|hand-00|js|js-raw|js-spans`: one
     // variant alone, for profiling.
     let args: Vec<String> = std::env::args().collect();
     if let Some(only) = args
@@ -907,6 +917,19 @@ async fn run() {
                 .await
             }
             "spans" => sdk_spans_only(count),
+            "hand" => {
+                retried("by hand, sampled", async || {
+                    by_hand::run(&server, Sampler::AlwaysOn, count, size).await
+                })
+                .await
+            }
+            "hand-00" => {
+                retried("by hand, unsampled", async || {
+                    let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+                    by_hand::run(&server, sampler, count, size).await
+                })
+                .await
+            }
             "js" => {
                 fill_stream(&server, count, size).await;
                 jetstream_traced(&server, count).await.0
@@ -935,7 +958,7 @@ async fn run() {
     // Interleaved rounds, each variant's median taken: throughput on a small
     // shared machine drifts by more than the differences measured.
     let rounds = arg("--rounds", 3).max(1);
-    let mut all: [Vec<Measure>; 10] = Default::default();
+    let mut all: [Vec<Measure>; 12] = Default::default();
     let mut sampled_spans = SpanReport::default();
     let mut js_spans_report = SpanReport::default();
     for round in 1..=rounds {
@@ -974,13 +997,26 @@ async fn run() {
                 .await
                 .0,
         );
+        all[7].push(
+            retried("by hand, sampled", async || {
+                by_hand::run(&server, Sampler::AlwaysOn, count, size).await
+            })
+            .await,
+        );
+        all[8].push(
+            retried("by hand, unsampled", async || {
+                let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
+                by_hand::run(&server, sampler, count, size).await
+            })
+            .await,
+        );
         fill_stream(&server, count, size).await;
-        all[7].push(jetstream_raw(&server, count, false).await.0);
+        all[9].push(jetstream_raw(&server, count, false).await.0);
         let (js_spans, spans) = jetstream_raw(&server, count, true).await;
-        all[8].push(js_spans);
+        all[10].push(js_spans);
         js_spans_report.ended += spans.ended;
         js_spans_report.dropped += spans.dropped;
-        all[9].push(jetstream_traced(&server, count).await.0);
+        all[11].push(jetstream_traced(&server, count).await.0);
         // Each round's figures, so that a bimodal variant shows as one.
         let figures: Vec<String> = VARIANTS
             .iter()
@@ -1004,6 +1040,8 @@ async fn run() {
         sampled,
         unsampled,
         unsampled_metrics,
+        by_hand_sampled,
+        by_hand_unsampled,
         js_raw,
         js_spans,
         js_traced,
@@ -1052,6 +1090,8 @@ async fn run() {
     row("sampled", &sampled, &raw);
     row("unsampled", &unsampled, &raw);
     row("unsampled+metrics", &unsampled_metrics, &raw);
+    row("by hand, sampled", &by_hand_sampled, &raw);
+    row("by hand, unsampled", &by_hand_unsampled, &raw);
     row("js-raw", &js_raw, &js_raw);
     row("js-raw+spans", &js_spans, &js_raw);
     row("js-traced", &js_traced, &js_raw);
