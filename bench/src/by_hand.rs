@@ -7,6 +7,7 @@
 
 use async_nats::HeaderMap;
 use futures_util::StreamExt as _;
+use nats_trace_runtime::telemetry::accounting::SpanReport;
 use nats_trace_testing::NatsServer;
 use opentelemetry::global;
 use opentelemetry::propagation::{Extractor, Injector};
@@ -60,13 +61,14 @@ fn attributes(operation: &str, subject: &str, body_size: usize, port: u16) -> Ve
 
 /// A hand-traced publisher and subscriber, with `sampler` deciding (a
 /// parent-based one with an unsampled root gives propagation only).
+/// Returns the measure and the report of the spans it ended.
 pub(crate) async fn run(
     server: &NatsServer,
     sampler: Sampler,
     count: u64,
     size: usize,
-) -> Result<Measure, Stalled> {
-    let (provider, _) = provider(sampler);
+) -> Result<(Measure, SpanReport), Stalled> {
+    let (provider, counts) = provider(sampler);
     global::set_tracer_provider(provider.clone());
     global::set_text_map_propagator(TraceContextPropagator::new());
     let port = server.port();
@@ -95,8 +97,8 @@ pub(crate) async fn run(
                 .start_with_context(&tracer, &parent);
             let payload: Payload = serde_json::from_slice(&message.payload).expect("json");
             std::hint::black_box(payload.id);
-            arrived();
             span.end();
+            arrived();
         }
     });
     let measure = closed_loop(count, size, |payload| {
@@ -128,5 +130,5 @@ pub(crate) async fn run(
     global::set_tracer_provider(opentelemetry::trace::noop::NoopTracerProvider::new());
     global::set_text_map_propagator(nats_trace_runtime::propagation::default_propagator());
     let _ = provider.shutdown();
-    measure
+    Ok((measure?, counts.report()))
 }

@@ -32,7 +32,7 @@
 //!   exporting metrics has: what recording the runtime's metrics costs on
 //!   top (the reader exports once a minute, after the measurement; not a
 //!   ratio of the `RESULT` line);
-//! - `by hand, sampled` / `by hand, unsampled`: the tracing the macros
+//! - `by-hand sampled` / `by-hand unsampled`: the tracing the macros
 //!   replace, written by hand in the style the project started from (the
 //!   global tracer looked up, `format!` span names and owned attributes per
 //!   message, the SDK's propagator), processing each message as it arrives;
@@ -400,10 +400,7 @@ where
 /// stalled). Publishing on a subject of its own per measurement did not
 /// avoid it. A stall is printed, and the measurement is taken again with
 /// new connections.
-async fn retried(
-    name: &str,
-    mut measure: impl AsyncFnMut() -> Result<Measure, Stalled>,
-) -> Measure {
+async fn retried<T>(name: &str, mut measure: impl AsyncFnMut() -> Result<T, Stalled>) -> T {
     let mut attempts = 1;
     loop {
         match measure().await {
@@ -829,8 +826,8 @@ const VARIANTS: [&str; 12] = [
     "sampled",
     "unsampled",
     "unsampled+metrics",
-    "by hand, sampled",
-    "by hand, unsampled",
+    "by-hand sampled",
+    "by-hand unsampled",
     "js-raw",
     "js-raw+spans",
     "js-traced",
@@ -918,17 +915,19 @@ async fn run() {
             }
             "spans" => sdk_spans_only(count),
             "hand" => {
-                retried("by hand, sampled", async || {
+                retried("by-hand sampled", async || {
                     by_hand::run(&server, Sampler::AlwaysOn, count, size).await
                 })
                 .await
+                .0
             }
             "hand-00" => {
-                retried("by hand, unsampled", async || {
+                retried("by-hand unsampled", async || {
                     let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
                     by_hand::run(&server, sampler, count, size).await
                 })
                 .await
+                .0
             }
             "js" => {
                 fill_stream(&server, count, size).await;
@@ -961,6 +960,7 @@ async fn run() {
     let mut all: [Vec<Measure>; 12] = Default::default();
     let mut sampled_spans = SpanReport::default();
     let mut js_spans_report = SpanReport::default();
+    let mut by_hand_spans = SpanReport::default();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
         all[0].push(retried("raw", async || raw(&server, count, size).await).await);
@@ -997,18 +997,20 @@ async fn run() {
                 .await
                 .0,
         );
-        all[7].push(
-            retried("by hand, sampled", async || {
-                by_hand::run(&server, Sampler::AlwaysOn, count, size).await
-            })
-            .await,
-        );
+        let (hand_sampled, spans) = retried("by-hand sampled", async || {
+            by_hand::run(&server, Sampler::AlwaysOn, count, size).await
+        })
+        .await;
+        all[7].push(hand_sampled);
+        by_hand_spans.ended += spans.ended;
+        by_hand_spans.dropped += spans.dropped;
         all[8].push(
-            retried("by hand, unsampled", async || {
+            retried("by-hand unsampled", async || {
                 let sampler = Sampler::ParentBased(Box::new(Sampler::AlwaysOff));
                 by_hand::run(&server, sampler, count, size).await
             })
-            .await,
+            .await
+            .0,
         );
         fill_stream(&server, count, size).await;
         all[9].push(jetstream_raw(&server, count, false).await.0);
@@ -1090,8 +1092,8 @@ async fn run() {
     row("sampled", &sampled, &raw);
     row("unsampled", &unsampled, &raw);
     row("unsampled+metrics", &unsampled_metrics, &raw);
-    row("by hand, sampled", &by_hand_sampled, &raw);
-    row("by hand, unsampled", &by_hand_unsampled, &raw);
+    row("by-hand sampled", &by_hand_sampled, &raw);
+    row("by-hand unsampled", &by_hand_unsampled, &raw);
     row("js-raw", &js_raw, &js_raw);
     row("js-raw+spans", &js_spans, &js_raw);
     row("js-traced", &js_traced, &js_raw);
@@ -1102,6 +1104,10 @@ async fn run() {
     println!(
         "spans (js-raw+spans, all rounds): ended {} dropped {}",
         js_spans_report.ended, js_spans_report.dropped
+    );
+    println!(
+        "spans (by-hand sampled, all rounds): ended {} dropped {}",
+        by_hand_spans.ended, by_hand_spans.dropped
     );
     println!(
         "RSS of the sampled pipeline: {:.1}% growth from {} to {} messages",

@@ -31,10 +31,14 @@ pub(crate) fn scope() -> InstrumentationScope {
 
 /// `parent` with `span` as its current span.
 ///
-/// A span the sampler dropped records nothing, and ending it does nothing,
-/// so only its span context is kept, which is all its children and the
-/// propagator read: keeping the span itself would box it, lock it and drop
-/// it for nothing on every unsampled message.
+/// A span that is not recording (the sampler dropped it, telemetry is
+/// suppressed, or the tracer is the API's no-op one) records nothing, and
+/// ending it does nothing: the SDK calls no processor for it, and the
+/// specification asks the same of any tracer. So only its span context is
+/// kept, which is all its children and the propagator read; keeping the
+/// span itself would box it, lock it and drop it for nothing on every
+/// unsampled message. `with_remote_span_context` keeps that span context as
+/// it is: local, so a parent-based sampler still sees a local parent.
 fn with_started<S: Span + Send + Sync + 'static>(parent: &Context, span: S) -> Context {
     if span.is_recording() {
         parent.with_span(span)
@@ -203,4 +207,115 @@ pub(crate) fn global_tracer_installed() -> bool {
         .with_telemetry_suppressed();
     let probe = global::tracer("nats-trace.probe").start_with_context("nats-trace.probe", &cx);
     probe.span_context().span_id() != parent.span_id()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use opentelemetry::trace::{Link, SpanKind, TraceContextExt as _, TraceId, TraceState};
+    use opentelemetry_sdk::error::OTelSdkResult;
+    use opentelemetry_sdk::trace::{
+        Sampler, SamplingDecision, SamplingResult, ShouldSample, SpanData, SpanProcessor,
+    };
+
+    use super::*;
+
+    /// Records every span it is asked about, and exports none.
+    #[derive(Debug, Clone)]
+    struct RecordOnly;
+
+    impl ShouldSample for RecordOnly {
+        fn should_sample(
+            &self,
+            _: Option<&Context>,
+            _: TraceId,
+            _: &str,
+            _: &SpanKind,
+            _: &[KeyValue],
+            _: &[Link],
+        ) -> SamplingResult {
+            SamplingResult {
+                decision: SamplingDecision::RecordOnly,
+                attributes: Vec::new(),
+                trace_state: TraceState::default(),
+            }
+        }
+    }
+
+    /// The names of the spans a processor saw start and end.
+    #[derive(Debug, Default)]
+    struct Seen {
+        started: Mutex<Vec<String>>,
+        ended: Mutex<Vec<String>>,
+    }
+
+    #[derive(Debug)]
+    struct Watching(Arc<Seen>);
+
+    impl SpanProcessor for Watching {
+        fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, _: &Context) {
+            let name = span.exported_data().map(|data| data.name.to_string());
+            self.0
+                .started
+                .lock()
+                .unwrap()
+                .push(name.unwrap_or_default());
+        }
+
+        fn on_end(&self, span: SpanData) {
+            self.0.ended.lock().unwrap().push(span.name.to_string());
+        }
+
+        fn force_flush(&self) -> OTelSdkResult {
+            Ok(())
+        }
+
+        fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+            Ok(())
+        }
+    }
+
+    fn telemetry(sampler: impl ShouldSample + 'static) -> (Telemetry, Arc<Seen>) {
+        let seen = Arc::new(Seen::default());
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(sampler)
+            .with_span_processor(Watching(seen.clone()))
+            .build();
+        (
+            Telemetry::new(Some(provider), None, Propagation::Global),
+            seen,
+        )
+    }
+
+    #[test]
+    fn a_span_that_records_without_being_sampled_is_kept_and_ended() {
+        let (telemetry, seen) = telemetry(RecordOnly);
+        let cx = telemetry.start_span(SpanBuilder::from_name("recorded"), &Context::new());
+        assert!(cx.span().is_recording());
+        assert!(!cx.span().span_context().is_sampled());
+        assert!(seen.ended.lock().unwrap().is_empty(), "not ended yet");
+        cx.span().end();
+        assert_eq!(*seen.started.lock().unwrap(), ["recorded"]);
+        assert_eq!(*seen.ended.lock().unwrap(), ["recorded"]);
+    }
+
+    #[test]
+    fn a_dropped_span_leaves_a_local_span_context_of_its_own() {
+        let (telemetry, seen) = telemetry(Sampler::AlwaysOff);
+        let parent = telemetry.start_span(SpanBuilder::from_name("parent"), &Context::new());
+        let cx = telemetry.start_span(SpanBuilder::from_name("dropped"), &parent);
+        let (span, parent) = (cx.span(), parent.span());
+        assert!(!span.is_recording());
+        let (context, parent) = (span.span_context(), parent.span_context());
+        assert!(context.is_valid());
+        assert!(!context.is_sampled());
+        assert!(!context.is_remote(), "a span of this process");
+        assert_eq!(context.trace_id(), parent.trace_id());
+        assert_ne!(context.span_id(), parent.span_id());
+        span.end();
+        assert!(seen.started.lock().unwrap().is_empty());
+        assert!(seen.ended.lock().unwrap().is_empty());
+    }
 }
