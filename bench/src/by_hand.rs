@@ -3,7 +3,7 @@
 //! names built with `format!`, the attributes as owned strings, a fresh
 //! header map, and the SDK's `TraceContextPropagator` installed as the
 //! global propagator. Measured in the same run as the traced pipeline, it
-//! shows what the runtime saves over it.
+//! shows how the runtime compares with it.
 
 use async_nats::HeaderMap;
 use futures_util::StreamExt as _;
