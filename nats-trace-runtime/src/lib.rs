@@ -92,7 +92,7 @@ pub use shutdown::StopHandle;
 /// |---|---|---|
 /// | `subject = "..."` | required | The subscription subject. `*` matches one token, `>` the rest (`orders.>`). |
 /// | `queue = "..."` | none | A queue group: each message goes to one member of the group. |
-/// | `concurrency = N` | [`DEFAULT_CONCURRENCY`] (64) | How many messages this handler processes at once. One task per handler polls them together, so CPU-heavy work belongs in `tokio::task::spawn_blocking`. |
+/// | `concurrency = N` | [`DEFAULT_CONCURRENCY`] (64) | How many messages this handler processes at once. The task that receives the handler's messages polls them together, so CPU-heavy work belongs in `tokio::task::spawn_blocking`. |
 ///
 /// Subjects and queue names are checked at compile time.
 ///

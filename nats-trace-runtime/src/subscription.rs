@@ -46,8 +46,7 @@ pub(crate) async fn serve(
     in_flight: InFlight,
     mut stop: watch::Receiver<bool>,
 ) {
-    let runs = Runs::new(handler, handler.queue(), publisher, in_flight);
-    let permits = runs.permits().clone();
+    let mut runs = Runs::new(handler, handler.queue(), publisher, in_flight);
     let mut draining = false;
     // One future for the whole loop: building it per message registered a
     // new waiter on the stop signal every time.
@@ -59,7 +58,8 @@ pub(crate) async fn serve(
         let next = if draining {
             // Buffered messages come at once; the end of the stream needs the
             // server, so give up when nothing has come for a while.
-            match tokio::time::timeout(DRAIN_IDLE, subscriber.next()).await {
+            let next = tokio::time::timeout(DRAIN_IDLE, subscriber.next());
+            match runs.alongside(next).await {
                 Ok(next) => next,
                 Err(_) => {
                     tracing::warn!(
@@ -70,11 +70,17 @@ pub(crate) async fn serve(
                 }
             }
         } else {
-            tokio::select! {
-                next = subscriber.next() => next,
-                () = &mut stopping => {
+            let next = async {
+                tokio::select! {
+                    next = subscriber.next() => Some(next),
+                    () = &mut stopping => None,
+                }
+            };
+            match runs.alongside(next).await {
+                Some(next) => next,
+                None => {
                     draining = true;
-                    if let Err(error) = subscriber.drain().await {
+                    if let Err(error) = runs.alongside(subscriber.drain()).await {
                         tracing::warn!(handler = handler.name(), %error, "draining the subscription failed");
                         break;
                     }
@@ -89,7 +95,7 @@ pub(crate) async fn serve(
             );
         }
         let Some(message) = next else { break };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
+        let Some(permit) = runs.permit().await else {
             break;
         };
         runs.start(message, None, permit);

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::consumer::pull::Config as PullConfig;
 use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
@@ -20,7 +20,7 @@ use opentelemetry_sdk::trace::SpanData;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use serde::{Deserialize, Serialize};
 
-use crate::support;
+use crate::support::{self, eventually, lock};
 
 #[derive(Debug, Serialize, Deserialize, Clone, PartialEq)]
 struct Order {
@@ -32,22 +32,6 @@ fn int(span: &SpanData, key: &str) -> Option<i64> {
         Some(Value::I64(n)) => Some(*n),
         _ => None,
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Waits up to `timeout` for `done`, polling.
-async fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if done() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    done()
 }
 
 async fn consumer_info(

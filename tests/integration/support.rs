@@ -1,7 +1,8 @@
 //! Shared set-up: a server per test, a runtime serving only the test's own
 //! handlers, and a test tracer to publish with a known parent.
 
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use nats_trace_runtime::propagation::HeaderInjector;
@@ -96,4 +97,21 @@ pub fn all_attribute_values(spans: &[opentelemetry_sdk::trace::SpanData]) -> Str
         .flat_map(|span| span.attributes.iter().map(|kv| kv.value.to_string()))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// Locks `mutex`, also after a panicking test thread poisoned it.
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits up to `timeout` for `done`, polling.
+pub async fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    done()
 }

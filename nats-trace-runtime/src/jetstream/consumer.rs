@@ -97,18 +97,22 @@ pub(crate) async fn serve(
     in_flight: InFlight,
     mut stop: watch::Receiver<bool>,
 ) {
-    let runs = Runs::new(handler, Some(spec.consumer), publisher.clone(), in_flight);
+    let mut runs = Runs::new(handler, Some(spec.consumer), publisher.clone(), in_flight);
     let permits = runs.permits().clone();
     let settler = Arc::new(Settler::new(handler, spec, &jetstream, &publisher));
     let mut failures = 0u32;
     let mut inbox = None;
     loop {
         // Wait for room for at least one message, unless stopping.
-        let first = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit,
-            _ = stop.wait_for(|s| *s) => break,
+        let room = async {
+            tokio::select! {
+                permit = permits.clone().acquire_owned() => Some(permit),
+                _ = stop.wait_for(|s| *s) => None,
+            }
         };
-        let Ok(first) = first else { break };
+        let Some(Ok(first)) = runs.alongside(room).await else {
+            break;
+        };
         if *stop.borrow() {
             break;
         }
@@ -116,7 +120,8 @@ pub(crate) async fn serve(
         // client and answered into a forgotten inbox after reconnecting.
         if publisher.client().connection_state() != async_nats::connection::State::Connected {
             drop(first);
-            pause_or_stop(Duration::from_millis(100), &mut stop).await;
+            runs.alongside(pause_or_stop(Duration::from_millis(100), &mut stop))
+                .await;
             continue;
         }
         let wanted = (1 + permits.available_permits()).min(MAX_PULL);
@@ -127,11 +132,11 @@ pub(crate) async fn serve(
             wanted,
             PULL_EXPIRES,
         );
-        let mut pull = match pulled.await {
+        let mut pull = match runs.alongside(pulled).await {
             Ok(pull) => pull,
             Err(error) => {
                 drop(first);
-                recover(
+                runs.alongside(recover(
                     handler,
                     spec,
                     &jetstream,
@@ -139,19 +144,19 @@ pub(crate) async fn serve(
                     &mut failures,
                     &mut stop,
                     &error,
-                )
+                ))
                 .await;
                 continue;
             }
         };
         let mut first = Some(first);
-        while let Some(next) = pull.next().await {
+        while let Some(next) = runs.alongside(pull.next()).await {
             let mut message = match next {
                 Ok(message) => message,
                 Err(reason) => {
                     // E.g. 503 while JetStream restarts, or 409 when the
                     // consumer was deleted: back off and recreate it.
-                    recover(
+                    runs.alongside(recover(
                         handler,
                         spec,
                         &jetstream,
@@ -159,7 +164,7 @@ pub(crate) async fn serve(
                         &mut failures,
                         &mut stop,
                         &reason,
-                    )
+                    ))
                     .await;
                     break;
                 }
@@ -171,7 +176,7 @@ pub(crate) async fn serve(
                     message,
                     context: jetstream.clone(),
                 };
-                if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+                if let Err(error) = runs.alongside(message.ack_with(AckKind::Nak(None))).await {
                     tracing::debug!(%error, "returning an unstarted message failed");
                 }
                 continue;
@@ -185,9 +190,9 @@ pub(crate) async fn serve(
             };
             let permit = match first.take() {
                 Some(permit) => permit,
-                None => match permits.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => break,
+                None => match runs.permit().await {
+                    Some(permit) => permit,
+                    None => break,
                 },
             };
             runs.start(message, Some(delivery), permit);
