@@ -96,7 +96,8 @@ impl Runs {
 
     /// Starts processing `message`, holding `permit` until it is done. It
     /// makes progress whenever the feeding task waits through
-    /// [`alongside`](Self::alongside) or [`finish`](Self::finish).
+    /// [`alongside`](Self::alongside), [`permit`](Self::permit) or
+    /// [`finish`](Self::finish).
     pub(crate) fn start(
         &mut self,
         message: Message,
@@ -129,10 +130,11 @@ impl Runs {
     }
 
     /// Waits for `future` while the runs in progress make progress. Every
-    /// wait of the feeding task goes through this (or [`finish`]), so
-    /// that no run stalls while it waits for messages, permits or a
-    /// reconnect.
+    /// wait of the feeding task goes through this (or [`permit`] or
+    /// [`finish`]), so that no run stalls while it waits for messages,
+    /// permits or a reconnect.
     ///
+    /// [`permit`]: Self::permit
     /// [`finish`]: Self::finish
     pub(crate) async fn alongside<F: Future>(&mut self, future: F) -> F::Output {
         let mut future = pin!(future);

@@ -39,6 +39,10 @@ pub(crate) async fn subscribe(
 /// Runs until `stop` turns true, then drains the subscription: the server
 /// stops sending, messages already received are still processed, and this
 /// returns once every started run has finished.
+///
+/// The runs make progress only while this waits through `runs`: every wait
+/// in here goes through [`Runs::alongside`] or [`Runs::permit`], and a plain
+/// `.await` would stall them all.
 pub(crate) async fn serve(
     handler: &'static Handler,
     mut subscriber: Subscriber,

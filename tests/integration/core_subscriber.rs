@@ -645,7 +645,8 @@ async fn a_handler_runs_as_many_messages_at_once_as_its_concurrency_and_no_more(
 
     let full = eventually(WAIT, || lock(&gated::RUNNING).0 == 3).await;
     assert!(full, "three handlers run: {:?}", lock(&gated::RUNNING));
-    // Every message has arrived by now; none may start while three run.
+    // The rest were published and flushed before the three started; none
+    // may start while three run.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         *lock(&gated::RUNNING),

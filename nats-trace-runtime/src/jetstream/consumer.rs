@@ -88,6 +88,11 @@ pub(crate) async fn ensure(
 
 /// Pulls and processes messages until `stop` turns true, then lets every
 /// started run finish and settle.
+///
+/// The runs make progress only while this waits through `runs`: every wait
+/// in here goes through [`Runs::alongside`] or [`Runs::permit`]. A plain
+/// `.await` would stall them all, with their progress acks, until their
+/// messages are redelivered.
 pub(crate) async fn serve(
     handler: &'static Handler,
     spec: &'static JetStreamSpec,
