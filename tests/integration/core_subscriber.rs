@@ -16,7 +16,7 @@ use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
 use opentelemetry_semantic_conventions::attribute as semconv;
 use serde::{Deserialize, Serialize};
 
-use crate::support::{self, WAIT, eventually, lock};
+use crate::support::{self, WAIT, eventually};
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Order {
@@ -606,22 +606,11 @@ async fn server_address_is_the_host_of_the_url() {
 mod gated {
     use super::*;
 
-    /// Handlers running now, and the most that ever ran at once.
-    pub static RUNNING: Mutex<(usize, usize)> = Mutex::new((0, 0));
-    /// Holds every handler until the test lets them finish.
-    pub static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
-    pub static FINISHED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+    pub static GATE: support::Gate = support::Gate::new();
 
     #[nats_subscriber(subject = "gated.orders", concurrency = 3)]
     async fn take(order: Order) {
-        {
-            let mut running = lock(&RUNNING);
-            running.0 += 1;
-            running.1 = running.1.max(running.0);
-        }
-        GATE.acquire().await.expect("the gate stays").forget();
-        lock(&RUNNING).0 -= 1;
-        lock(&FINISHED).push(order.id);
+        GATE.hold(order.id).await;
     }
 }
 
@@ -643,31 +632,31 @@ async fn a_handler_runs_as_many_messages_at_once_as_its_concurrency_and_no_more(
     }
     client.flush().await.expect("flush");
 
-    let full = eventually(WAIT, || lock(&gated::RUNNING).0 == 3).await;
-    assert!(full, "three handlers run: {:?}", lock(&gated::RUNNING));
+    let full = eventually(WAIT, || gated::GATE.running().0 == 3).await;
+    assert!(full, "three handlers run: {:?}", gated::GATE.running());
     // The rest were published and flushed before the three started; none
     // may start while three run.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        *lock(&gated::RUNNING),
+        gated::GATE.running(),
         (3, 3),
         "no fourth run starts while three are held"
     );
-    assert!(lock(&gated::FINISHED).is_empty());
+    assert!(gated::GATE.finished().is_empty());
 
-    gated::GATE.add_permits(COUNT as usize);
-    let all = eventually(WAIT, || lock(&gated::FINISHED).len() == COUNT as usize).await;
-    let done = lock(&gated::FINISHED).len();
+    gated::GATE.open(COUNT as usize);
+    let all = eventually(WAIT, || gated::GATE.finished().len() == COUNT as usize).await;
+    let done = gated::GATE.finished().len();
     running.stop().await.expect("stops cleanly");
     assert!(all, "{done} of {COUNT} finished before stopping");
-    let mut finished = lock(&gated::FINISHED).clone();
+    let mut finished = gated::GATE.finished();
     finished.sort_unstable();
     assert_eq!(
         finished,
         (0..COUNT).collect::<Vec<_>>(),
         "each message once"
     );
-    assert_eq!(lock(&gated::RUNNING).1, 3, "at most three ran at once");
+    assert_eq!(gated::GATE.running().1, 3, "at most three ran at once");
     let processed = named(&capture.spans(), "process gated.orders").len();
     assert_eq!(processed, COUNT as usize, "a process span per message");
 }

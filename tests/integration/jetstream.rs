@@ -777,11 +777,7 @@ mod bounded {
         subjects: &["bounded.>"],
         ..StreamSpec::DEFAULT
     };
-    /// Handlers running now, and the most that ever ran at once.
-    pub static RUNNING: Mutex<(usize, usize)> = Mutex::new((0, 0));
-    /// Holds every handler until the test lets them finish.
-    pub static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
-    pub static FINISHED: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+    pub static GATE: support::Gate = support::Gate::new();
 
     #[nats_subscriber(
         stream = "BOUNDED",
@@ -790,14 +786,7 @@ mod bounded {
         concurrency = 4
     )]
     async fn take(order: Order) {
-        {
-            let mut running = lock(&RUNNING);
-            running.0 += 1;
-            running.1 = running.1.max(running.0);
-        }
-        GATE.acquire().await.expect("the gate stays").forget();
-        lock(&RUNNING).0 -= 1;
-        lock(&FINISHED).push(order.id);
+        GATE.hold(order.id).await;
     }
 }
 
@@ -812,8 +801,8 @@ async fn a_handler_is_sent_no_more_messages_than_it_has_room_for() {
         .await
         .expect("runtime starts");
     publish_all(&running, "bounded.orders", 0..COUNT).await;
-    let full = eventually(support::WAIT, || lock(&bounded::RUNNING).0 == 4).await;
-    assert!(full, "four handlers run: {:?}", lock(&bounded::RUNNING));
+    let full = eventually(support::WAIT, || bounded::GATE.running().0 == 4).await;
+    assert!(full, "four handlers run: {:?}", bounded::GATE.running());
     // Long enough for another pull to be made and answered, were one made.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let info = consumer_info(&server, "BOUNDED", "bounded").await;
@@ -823,18 +812,18 @@ async fn a_handler_is_sent_no_more_messages_than_it_has_room_for() {
         "only as many messages delivered as the handler runs at once"
     );
 
-    bounded::GATE.add_permits(COUNT as usize);
+    bounded::GATE.open(COUNT as usize);
     let all = eventually(support::WAIT, || {
-        lock(&bounded::FINISHED).len() == COUNT as usize
+        bounded::GATE.finished().len() == COUNT as usize
     })
     .await;
     running.stop().await.expect("stops cleanly");
     assert!(
         all,
         "{} of {COUNT} finished",
-        lock(&bounded::FINISHED).len()
+        bounded::GATE.finished().len()
     );
-    assert_eq!(lock(&bounded::RUNNING).1, 4, "at most four ran at once");
+    assert_eq!(bounded::GATE.running().1, 4, "at most four ran at once");
     let info = consumer_info(&server, "BOUNDED", "bounded").await;
     assert_eq!((info.num_pending, info.num_ack_pending), (0, 0));
 }

@@ -115,3 +115,54 @@ pub async fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bo
     }
     done()
 }
+
+/// Holds a handler's runs until the test opens it, counting how many run at
+/// once.
+pub struct Gate {
+    /// Runs in progress now, and the most that ever were at once.
+    running: Mutex<(usize, usize)>,
+    permits: tokio::sync::Semaphore,
+    finished: Mutex<Vec<u32>>,
+}
+
+impl Gate {
+    pub const fn new() -> Self {
+        Gate {
+            running: Mutex::new((0, 0)),
+            permits: tokio::sync::Semaphore::const_new(0),
+            finished: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Called by the handler: counts the run in, waits until the gate lets
+    /// it through, then counts it out as finished with `id`.
+    pub async fn hold(&self, id: u32) {
+        {
+            let mut running = lock(&self.running);
+            running.0 += 1;
+            running.1 = running.1.max(running.0);
+        }
+        self.permits
+            .acquire()
+            .await
+            .expect("the gate stays")
+            .forget();
+        lock(&self.running).0 -= 1;
+        lock(&self.finished).push(id);
+    }
+
+    /// Lets `count` more runs through.
+    pub fn open(&self, count: usize) {
+        self.permits.add_permits(count);
+    }
+
+    /// Runs held now, and the most that ever were at once.
+    pub fn running(&self) -> (usize, usize) {
+        *lock(&self.running)
+    }
+
+    /// The ids of the runs that finished, in order.
+    pub fn finished(&self) -> Vec<u32> {
+        lock(&self.finished).clone()
+    }
+}
