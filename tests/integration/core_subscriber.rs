@@ -634,8 +634,8 @@ async fn a_handler_runs_as_many_messages_at_once_as_its_concurrency_and_no_more(
 
     let full = eventually(WAIT, || gated::GATE.running().0 == 3).await;
     assert!(full, "three handlers run: {:?}", gated::GATE.running());
-    // The rest were published and flushed before the three started; none
-    // may start while three run.
+    // All of them reached the server before this wait began, and they come
+    // to the runtime's connection at once; none may start while three run.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         gated::GATE.running(),
