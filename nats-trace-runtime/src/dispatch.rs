@@ -94,16 +94,24 @@ impl Runs {
         &self.permits
     }
 
-    /// Starts processing `message`, holding `permit` until it is done. It
-    /// makes progress whenever the feeding task waits through
-    /// [`alongside`](Self::alongside), [`permit`](Self::permit) or
-    /// [`finish`](Self::finish).
+    /// Starts processing `message`, holding `permit` until it is done, or,
+    /// for a JetStream delivery, until its ack is sent (see
+    /// [`settle`](crate::jetstream::settle::settle)). It makes progress
+    /// whenever the feeding task waits through [`alongside`](Self::alongside),
+    /// [`permit`](Self::permit) or [`finish`](Self::finish).
     pub(crate) fn start(
         &mut self,
         message: Message,
-        jetstream: Option<JetStreamDelivery>,
+        mut jetstream: Option<JetStreamDelivery>,
         permit: OwnedSemaphorePermit,
     ) {
+        let permit = match &mut jetstream {
+            Some(delivery) => {
+                delivery.slot = Some(permit);
+                None
+            }
+            None => Some(permit),
+        };
         let guard = self.in_flight.enter();
         let handler = self.handler;
         let process = pipeline::process(
@@ -166,5 +174,110 @@ impl Runs {
     /// Waits until every started run has finished.
     pub(crate) async fn finish(mut self) {
         while self.running.next().await.is_some() {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use async_nats::Message;
+    use bytes::Bytes;
+
+    use super::{InFlight, Runs};
+    use crate::context::Delivery;
+    use crate::jetstream::settle::{JetStreamDelivery, Settler};
+    use crate::jetstream::{JetStreamInfo, JetStreamSpec, unanswered_client};
+    use crate::outcome::Reply;
+    use crate::publisher::Publisher;
+    use crate::registry::{Handler, HandlerFuture, HandlerSpec, Source};
+
+    static SPEC: JetStreamSpec = JetStreamSpec {
+        stream: "S",
+        consumer: "c",
+        max_deliver: Some(3),
+        ack_wait_ms: None,
+        backoff_ms: None,
+        deliver_new: false,
+        dead_letter: None,
+    };
+
+    fn succeed(_: Delivery) -> HandlerFuture {
+        Box::pin(async { Ok(Reply::empty()) })
+    }
+
+    static HANDLER: Handler = Handler::__new(HandlerSpec {
+        name: "dispatch::tests::succeed",
+        subject: "s.orders",
+        span_name: "process s.orders",
+        source: Source::JetStream(&SPEC),
+        replies: false,
+        concurrency: Some(2),
+        call: succeed,
+        file: file!(),
+        line: line!(),
+    });
+
+    #[tokio::test]
+    async fn an_acked_message_gives_its_slot_back_while_its_ack_waits_for_confirmation() {
+        // Its server never answers, so no ack is ever confirmed.
+        let client = unanswered_client().await;
+        let publisher = Publisher::new(client.clone());
+        let jetstream = async_nats::jetstream::new(client);
+        let settler = Arc::new(Settler::new(&HANDLER, &SPEC, &jetstream, &publisher));
+        let in_flight = InFlight::default();
+        let mut runs = Runs::new(&HANDLER, Some(SPEC.consumer), publisher, in_flight.clone());
+        let permits = runs.permits().clone();
+
+        for sequence in 1..=2 {
+            let message = Message {
+                subject: "s.orders".into(),
+                reply: None,
+                payload: Bytes::from_static(b"{}"),
+                headers: None,
+                status: None,
+                description: None,
+                length: 0,
+            };
+            let delivery = JetStreamDelivery {
+                spec: &SPEC,
+                info: JetStreamInfo {
+                    stream: SPEC.stream,
+                    consumer: SPEC.consumer,
+                    stream_sequence: sequence,
+                    delivery_count: 1,
+                },
+                ack_subject: format!("$JS.ACK.S.c.1.{sequence}.{sequence}.1.0").into(),
+                destination: "s.orders".into(),
+                settler: settler.clone(),
+                slot: None,
+            };
+            let permit = runs.permit().await.expect("a free slot");
+            runs.start(message, Some(delivery), permit);
+        }
+        assert_eq!(permits.available_permits(), 0, "both slots taken");
+
+        let freed = runs
+            .alongside(async {
+                for _ in 0..200 {
+                    if permits.available_permits() == 2 {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                false
+            })
+            .await;
+        assert!(
+            freed,
+            "{} of 2 slots free once both handlers returned",
+            permits.available_permits()
+        );
+        assert_eq!(
+            in_flight.count(),
+            2,
+            "both runs still wait for their acks to be confirmed"
+        );
     }
 }

@@ -43,7 +43,7 @@ use crate::telemetry::metrics::OperationMetrics;
 pub(crate) fn process(
     handler: &'static Handler,
     message: Message,
-    jetstream: Option<JetStreamDelivery>,
+    mut jetstream: Option<JetStreamDelivery>,
     publisher: Publisher,
     metrics: Arc<OperationMetrics>,
 ) -> impl Future<Output = Result<Reply, Failure>> + Send + 'static {
@@ -93,7 +93,7 @@ pub(crate) fn process(
             ))
             .await;
         }
-        if let Some(js) = &jetstream {
+        if let Some(js) = &mut jetstream {
             settle::settle(handler, js, &cx, &result, &publisher).await;
         }
         end_span(handler, &cx, &result);

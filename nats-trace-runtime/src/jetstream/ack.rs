@@ -45,13 +45,13 @@ pub(crate) struct Acks {
 
 impl Acks {
     /// Starts the task that sends and confirms; it ends when every clone is
-    /// dropped. `timeout` bounds each batch, sending and confirming.
-    /// `concurrency` is the most acks that can wait at once (one per run in
-    /// progress): a batch takes them all, so that no ack waits behind more
-    /// than the batch in progress.
-    pub(crate) fn new(client: Client, timeout: Duration, concurrency: usize) -> Self {
+    /// dropped. `timeout` bounds each batch, sending and confirming. A batch
+    /// takes every ack waiting, so that no ack waits behind more than the
+    /// batch in progress. (How many can wait is bounded by the messages the
+    /// consumer delivers unacked, its `max_ack_pending`.)
+    pub(crate) fn new(client: Client, timeout: Duration) -> Self {
         let (waiting, queue) = mpsc::unbounded_channel();
-        tokio::spawn(confirm_all(client, queue, timeout, concurrency.max(1)));
+        tokio::spawn(confirm_all(client, queue, timeout));
         Acks { waiting }
     }
 
@@ -77,11 +77,10 @@ async fn confirm_all(
     client: Client,
     mut queue: mpsc::UnboundedReceiver<Waiting>,
     timeout: Duration,
-    most: usize,
 ) {
     let mut batch = Vec::new();
     let mut sent = Vec::new();
-    while queue.recv_many(&mut batch, most).await > 0 {
+    while queue.recv_many(&mut batch, usize::MAX).await > 0 {
         // Sent from the back, so the last ack received is the request.
         batch.reverse();
         let outcome =
@@ -162,7 +161,7 @@ mod tests {
         // More than any fixed batch size, so a queue of several batches
         // would show as a later answer.
         let count = 5_000;
-        let acks = Acks::new(unanswered_client().await, timeout, count);
+        let acks = Acks::new(unanswered_client().await, timeout);
         let started = Instant::now();
         let outcomes = futures_util::future::join_all(
             (0..count).map(|n| acks.ack(format!("$JS.ACK.S.c.1.{n}.{n}.1.0").into())),

@@ -235,6 +235,7 @@ fn delivery(
         ack_subject,
         destination: crate::pipeline::destination(handler, &inner.subject),
         settler: settler.clone(),
+        slot: None,
     })
 }
 

@@ -17,6 +17,7 @@ use bytes::Bytes;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, StringValue};
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::JetStreamInfo;
 use super::ack::Acks;
@@ -58,6 +59,9 @@ pub(crate) struct JetStreamDelivery {
     pub(crate) destination: StringValue,
     /// What settling the handler's messages needs, built once.
     pub(crate) settler: Arc<Settler>,
+    /// The message's slot in its handler's `concurrency`, once it started
+    /// (see [`settle`]).
+    pub(crate) slot: Option<OwnedSemaphorePermit>,
 }
 
 /// What settling one handler's messages needs, built once per handler.
@@ -85,11 +89,7 @@ impl Settler {
             nak: operation("nak", "nak_failed"),
             term: operation("term", "term_failed"),
             progress: operation("progress", "progress_failed"),
-            acks: Acks::new(
-                publisher.client().clone(),
-                ACK_TIMEOUT,
-                handler.concurrency(),
-            ),
+            acks: Acks::new(publisher.client().clone(), ACK_TIMEOUT),
             jetstream: jetstream.clone(),
         }
     }
@@ -163,15 +163,27 @@ pub(crate) fn decide(
 ///
 /// An ack is the common case and runs inline; a nak or a dead letter is
 /// boxed, so that its larger state does not grow every message's run.
+///
+/// An ack gives the message's slot back before it waits for the server's
+/// confirmation: that is only a wait, bounded by the ack timeout, and
+/// holding the slot through it let the handler start, and its consumer
+/// pull, about half as many messages at a time. The run itself, and its
+/// settle span, still end only once the ack is confirmed. A failed message
+/// keeps its slot until it is settled: its dead letter reads the message
+/// back and publishes it, with retries, and failing messages must not pile
+/// up while they do.
 pub(crate) async fn settle(
     handler: &'static Handler,
-    delivery: &JetStreamDelivery,
+    delivery: &mut JetStreamDelivery,
     cx: &Context,
     result: &Result<Reply, Failure>,
     publisher: &Publisher,
 ) {
     match decide(delivery.spec, delivery.info.delivery_count, result) {
         Settlement::Ack => {
+            // Before the ack is queued, but with no wait in between: the
+            // consumer cannot pull into the slot before this run yields.
+            drop(delivery.slot.take());
             // Confirmed by the consumer, in a batch with other acks; the
             // batch bounds how long that may take.
             traced(
