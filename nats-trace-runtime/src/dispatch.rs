@@ -1,5 +1,7 @@
-//! Running one handler's messages, at most its concurrency at a time. Core
-//! NATS and JetStream both feed it; only what they hand over differs.
+//! Running one handler's messages, at most its concurrency at a time (a
+//! JetStream message's ack may wait for its confirmation outside that
+//! count; see [`settle`](crate::jetstream::settle::settle)). Core NATS and
+//! JetStream both feed it; only what they hand over differs.
 //!
 //! A handler's runs are polled by the task that receives its messages,
 //! while it waits for the next one ([`Runs::alongside`]), not spawned one
@@ -66,7 +68,9 @@ pub(crate) struct Runs {
     /// Built once for all of the handler's messages.
     metrics: Arc<OperationMetrics>,
     in_flight: InFlight,
-    /// One permit per run in progress, at most the handler's concurrency.
+    /// One permit per run in progress, at most the handler's concurrency; a
+    /// JetStream run whose ack waits for its confirmation may have given
+    /// its permit back.
     permits: Arc<Semaphore>,
     /// The runs in progress.
     running: FuturesUnordered<Run>,
@@ -95,8 +99,8 @@ impl Runs {
     }
 
     /// Starts processing `message`, holding `permit` until it is done, or,
-    /// for a JetStream delivery, until its ack is sent (see
-    /// [`settle`](crate::jetstream::settle::settle)). It makes progress
+    /// for a JetStream delivery, until its handler succeeded and its ack is
+    /// about to be queued (see [`settle`](crate::jetstream::settle::settle)). It makes progress
     /// whenever the feeding task waits through [`alongside`](Self::alongside),
     /// [`permit`](Self::permit) or [`finish`](Self::finish).
     pub(crate) fn start(
@@ -180,14 +184,16 @@ impl Runs {
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
     use async_nats::Message;
     use bytes::Bytes;
+    use tokio::sync::Semaphore;
 
     use super::{InFlight, Runs};
     use crate::context::Delivery;
-    use crate::jetstream::settle::{JetStreamDelivery, Settler};
+    use crate::jetstream::settle::{CONFIRMING_PER_SLOT, JetStreamDelivery, Settler};
     use crate::jetstream::{JetStreamInfo, JetStreamSpec, unanswered_client};
     use crate::outcome::Reply;
     use crate::publisher::Publisher;
@@ -203,24 +209,73 @@ mod tests {
         dead_letter: None,
     };
 
-    fn succeed(_: Delivery) -> HandlerFuture {
-        Box::pin(async { Ok(Reply::empty()) })
+    /// Closed until the test adds permits.
+    static GATE: Semaphore = Semaphore::const_new(0);
+    /// Handlers that returned.
+    static RETURNED: AtomicUsize = AtomicUsize::new(0);
+
+    fn succeed_once_let_through(_: Delivery) -> HandlerFuture {
+        Box::pin(async {
+            drop(GATE.acquire().await);
+            RETURNED.fetch_add(1, Ordering::Relaxed);
+            Ok(Reply::empty())
+        })
     }
 
     static HANDLER: Handler = Handler::__new(HandlerSpec {
-        name: "dispatch::tests::succeed",
+        name: "dispatch::tests::succeed_once_let_through",
         subject: "s.orders",
         span_name: "process s.orders",
         source: Source::JetStream(&SPEC),
         replies: false,
         concurrency: Some(2),
-        call: succeed,
+        call: succeed_once_let_through,
         file: file!(),
         line: line!(),
     });
 
+    fn delivery(sequence: u64, settler: &Arc<Settler>) -> (Message, JetStreamDelivery) {
+        let message = Message {
+            subject: "s.orders".into(),
+            reply: None,
+            payload: Bytes::from_static(b"{}"),
+            headers: None,
+            status: None,
+            description: None,
+            length: 0,
+        };
+        let delivery = JetStreamDelivery {
+            spec: &SPEC,
+            info: JetStreamInfo {
+                stream: SPEC.stream,
+                consumer: SPEC.consumer,
+                stream_sequence: sequence,
+                delivery_count: 1,
+            },
+            ack_subject: format!("$JS.ACK.S.c.1.{sequence}.{sequence}.1.0").into(),
+            destination: "s.orders".into(),
+            settler: settler.clone(),
+            slot: None,
+        };
+        (message, delivery)
+    }
+
+    /// Polls the runs until `done` holds, for at most two seconds.
+    async fn until(runs: &mut Runs, done: impl Fn() -> bool) -> bool {
+        runs.alongside(async {
+            for _ in 0..200 {
+                if done() {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            done()
+        })
+        .await
+    }
+
     #[tokio::test]
-    async fn an_acked_message_gives_its_slot_back_while_its_ack_waits_for_confirmation() {
+    async fn acks_wait_for_their_confirmation_outside_the_slots_in_room_of_their_own() {
         // Its server never answers, so no ack is ever confirmed.
         let client = unanswered_client().await;
         let publisher = Publisher::new(client.clone());
@@ -229,55 +284,49 @@ mod tests {
         let in_flight = InFlight::default();
         let mut runs = Runs::new(&HANDLER, Some(SPEC.consumer), publisher, in_flight.clone());
         let permits = runs.permits().clone();
+        let free = || permits.available_permits();
 
         for sequence in 1..=2 {
-            let message = Message {
-                subject: "s.orders".into(),
-                reply: None,
-                payload: Bytes::from_static(b"{}"),
-                headers: None,
-                status: None,
-                description: None,
-                length: 0,
-            };
-            let delivery = JetStreamDelivery {
-                spec: &SPEC,
-                info: JetStreamInfo {
-                    stream: SPEC.stream,
-                    consumer: SPEC.consumer,
-                    stream_sequence: sequence,
-                    delivery_count: 1,
-                },
-                ack_subject: format!("$JS.ACK.S.c.1.{sequence}.{sequence}.1.0").into(),
-                destination: "s.orders".into(),
-                settler: settler.clone(),
-                slot: None,
-            };
+            let (message, delivery) = delivery(sequence, &settler);
             let permit = runs.permit().await.expect("a free slot");
             runs.start(message, Some(delivery), permit);
         }
-        assert_eq!(permits.available_permits(), 0, "both slots taken");
-
-        let freed = runs
-            .alongside(async {
-                for _ in 0..200 {
-                    if permits.available_permits() == 2 {
-                        return true;
-                    }
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                false
-            })
+        runs.alongside(tokio::time::sleep(Duration::from_millis(200)))
             .await;
+        assert_eq!(free(), 0, "both handlers hold their slots while they run");
+
+        GATE.add_permits(Semaphore::MAX_PERMITS);
         assert!(
-            freed,
+            until(&mut runs, || free() == 2).await,
             "{} of 2 slots free once both handlers returned",
-            permits.available_permits()
+            free()
         );
         assert_eq!(
             in_flight.count(),
             2,
             "both runs still wait for their acks to be confirmed"
+        );
+
+        // Six more acks fit in the room for unconfirmed ones (eight); the
+        // last two runs find it full and keep their slots.
+        let room = CONFIRMING_PER_SLOT * HANDLER.concurrency();
+        assert_eq!(room, 8);
+        for sequence in 3..=10 {
+            let (message, delivery) = delivery(sequence, &settler);
+            let permit = runs.permit().await.expect("a free slot");
+            runs.start(message, Some(delivery), permit);
+        }
+        assert!(
+            until(&mut runs, || RETURNED.load(Ordering::Relaxed) == 10).await,
+            "{} of 10 handlers returned",
+            RETURNED.load(Ordering::Relaxed)
+        );
+        runs.alongside(tokio::time::sleep(Duration::from_millis(100)))
+            .await;
+        assert_eq!(
+            (in_flight.count(), free()),
+            (10, 0),
+            "no more acks wait outside the slots than their room"
         );
     }
 }

@@ -92,7 +92,7 @@ pub use shutdown::StopHandle;
 /// |---|---|---|
 /// | `subject = "..."` | required | The subscription subject. `*` matches one token, `>` the rest (`orders.>`). |
 /// | `queue = "..."` | none | A queue group: each message goes to one member of the group. |
-/// | `concurrency = N` | [`DEFAULT_CONCURRENCY`] (64) | How many messages this handler processes at once. The task that receives the handler's messages polls them together, so CPU-heavy work belongs in `tokio::task::spawn_blocking`. A JetStream message gives its slot back once its ack is sent; the server's confirmation of the ack is awaited outside the slot. |
+/// | `concurrency = N` | [`DEFAULT_CONCURRENCY`] (64) | How many messages this handler processes at once. The task that receives the handler's messages polls them together, so CPU-heavy work belongs in `tokio::task::spawn_blocking`. A JetStream message whose handler succeeded waits for the server to confirm its ack outside that count, in room for four acks per slot. |
 ///
 /// Subjects and queue names are checked at compile time.
 ///

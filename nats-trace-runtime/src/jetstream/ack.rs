@@ -47,8 +47,11 @@ impl Acks {
     /// Starts the task that sends and confirms; it ends when every clone is
     /// dropped. `timeout` bounds each batch, sending and confirming. A batch
     /// takes every ack waiting, so that no ack waits behind more than the
-    /// batch in progress. (How many can wait is bounded by the messages the
-    /// consumer delivers unacked, its `max_ack_pending`.)
+    /// batch in progress. (How many can wait is bounded by the handler's
+    /// concurrency: one per slot, and [`CONFIRMING_PER_SLOT`] per slot
+    /// outside the slots; see [`settle`](super::settle::settle).)
+    ///
+    /// [`CONFIRMING_PER_SLOT`]: super::settle::CONFIRMING_PER_SLOT
     pub(crate) fn new(client: Client, timeout: Duration) -> Self {
         let (waiting, queue) = mpsc::unbounded_channel();
         tokio::spawn(confirm_all(client, queue, timeout));

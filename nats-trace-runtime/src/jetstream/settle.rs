@@ -17,7 +17,7 @@ use bytes::Bytes;
 use opentelemetry::context::FutureExt as _;
 use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, StringValue};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::JetStreamInfo;
 use super::ack::Acks;
@@ -27,6 +27,12 @@ use crate::publisher::{Publisher, RetryPolicy};
 use crate::registry::Handler;
 use crate::semconv;
 use crate::telemetry::metrics::{self, Binding, OperationMetrics};
+
+/// How many acks, per slot of the handler's concurrency, may wait for their
+/// confirmation after their message gave its slot back (see [`settle`]).
+/// Under load on 2 cores, with 256 slots, one per slot made a fifth of
+/// the acks keep their slot, two a thirtieth, four almost none.
+pub(crate) const CONFIRMING_PER_SLOT: usize = 4;
 
 /// How long the request confirming a batch of acks may take.
 const ACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -71,6 +77,10 @@ pub(crate) struct Settler {
     term: Operation,
     progress: Operation,
     acks: Acks,
+    /// Room for acks that wait for their confirmation outside their
+    /// message's slot: [`CONFIRMING_PER_SLOT`] per slot of the handler's
+    /// concurrency (see [`settle`]).
+    confirming: Arc<Semaphore>,
     /// Reads a message back from its stream for its dead letter.
     jetstream: JetStream,
 }
@@ -90,6 +100,7 @@ impl Settler {
             term: operation("term", "term_failed"),
             progress: operation("progress", "progress_failed"),
             acks: Acks::new(publisher.client().clone(), ACK_TIMEOUT),
+            confirming: Arc::new(Semaphore::new(CONFIRMING_PER_SLOT * handler.concurrency())),
             jetstream: jetstream.clone(),
         }
     }
@@ -164,14 +175,17 @@ pub(crate) fn decide(
 /// An ack is the common case and runs inline; a nak or a dead letter is
 /// boxed, so that its larger state does not grow every message's run.
 ///
-/// An ack gives the message's slot back before it waits for the server's
-/// confirmation: that is only a wait, bounded by the ack timeout, and
-/// holding the slot through it let the handler start, and its consumer
-/// pull, about half as many messages at a time. The run itself, and its
-/// settle span, still end only once the ack is confirmed. A failed message
-/// keeps its slot until it is settled: its dead letter reads the message
-/// back and publishes it, with retries, and failing messages must not pile
-/// up while they do.
+/// An ack waits for the server's confirmation outside the message's slot
+/// in its handler's `concurrency`, in room of its own
+/// ([`CONFIRMING_PER_SLOT`] acks per slot): the wait (at most two ack
+/// timeouts) is only a wait, and holding the slot through it let the
+/// handler start, and its consumer pull, fewer messages at a time. When
+/// that room is full, the ack keeps the slot, so that no more acks are
+/// lost in a reconnect, and their messages delivered twice, than that. The
+/// run itself, and its settle span, still end only once the ack is
+/// confirmed or has failed. A failed message keeps its slot until it is
+/// settled: its dead letter reads the message back and publishes it, with
+/// retries, and failing messages must not pile up while they do.
 pub(crate) async fn settle(
     handler: &'static Handler,
     delivery: &mut JetStreamDelivery,
@@ -181,9 +195,16 @@ pub(crate) async fn settle(
 ) {
     match decide(delivery.spec, delivery.info.delivery_count, result) {
         Settlement::Ack => {
-            // Before the ack is queued, but with no wait in between: the
-            // consumer cannot pull into the slot before this run yields.
-            drop(delivery.slot.take());
+            // The slot is given back before the ack is queued, with no wait
+            // in between: the consumer cannot pull into it before this run
+            // yields.
+            let _confirming = match delivery.settler.confirming.clone().try_acquire_owned() {
+                Ok(room) => {
+                    drop(delivery.slot.take());
+                    Some(room)
+                }
+                Err(_) => None,
+            };
             // Confirmed by the consumer, in a batch with other acks; the
             // batch bounds how long that may take.
             traced(
