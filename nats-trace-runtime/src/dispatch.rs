@@ -100,9 +100,10 @@ impl Runs {
 
     /// Starts processing `message`, holding `permit` until it is done, or,
     /// for a JetStream delivery, until its handler succeeded and its ack is
-    /// about to be queued (see [`settle`](crate::jetstream::settle::settle)). It makes progress
-    /// whenever the feeding task waits through [`alongside`](Self::alongside),
-    /// [`permit`](Self::permit) or [`finish`](Self::finish).
+    /// about to be queued (see [`settle`](crate::jetstream::settle::settle)).
+    /// It makes progress whenever the feeding task waits through
+    /// [`alongside`](Self::alongside), [`permit`](Self::permit) or
+    /// [`finish`](Self::finish).
     pub(crate) fn start(
         &mut self,
         message: Message,
