@@ -60,6 +60,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream::consumer::pull::MessagesErrorKind;
 use futures_util::StreamExt;
 use nats_trace_runtime::jetstream::StreamSpec;
 use nats_trace_runtime::prelude::*;
@@ -718,7 +719,8 @@ async fn jetstream_raw_retried(
 /// Drains `count` messages of the stream with a plain pull consumer that
 /// decodes and acks, and with `spans`, gives each message the two spans a
 /// traced handler needs at least. Returns the measure and, with `spans`,
-/// the span report; `Err` when the client reports a missed heartbeat: the
+/// the span report; `Err` when the client reports a missed heartbeat (other
+/// errors of the stream are printed, and it goes on, as it does): the
 /// server stopped sending for a while (a round that went on after one ran
 /// at 8k msg/s instead of about 170k), and the measurement would be mostly
 /// that wait.
@@ -753,6 +755,10 @@ async fn jetstream_raw(
     while RECEIVED.load(Ordering::Relaxed) < count {
         let message = match messages.next().await.expect("a message") {
             Ok(message) => message,
+            Err(error) if error.kind() != MessagesErrorKind::MissingHeartbeat => {
+                eprintln!("js-raw: {error}; continuing");
+                continue;
+            }
             Err(error) => {
                 if let Some((provider, _)) = &traced {
                     let _ = provider.shutdown();
