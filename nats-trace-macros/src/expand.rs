@@ -3,11 +3,11 @@
 
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote, quote_spanned};
-use syn::LitStr;
 use syn::spanned::Spanned;
+use syn::{ItemFn, LitStr};
 
 use crate::attr::{PublisherArgs, SubscriberArgs};
-use crate::signature::{Body, HandlerFn, Output, Param, PublisherFn};
+use crate::signature::{HandlerFn, written_error_type, written_ok_type};
 
 /// The item the user wrote, followed by `compile_error!`s, so one mistake
 /// does not bury the rest under "cannot find function" errors.
@@ -16,58 +16,83 @@ pub fn with_errors(item: TokenStream, error: syn::Error) -> TokenStream {
     quote! { #item #error }
 }
 
-/// Expands `#[nats_subscriber]`.
+/// Expands `#[nats_subscriber]`: the function as written, an adapter from a
+/// message to its parameters and from its output to a reply, and a
+/// registration. Every type-driven choice is a method call on a probe of
+/// the user's type (`&&&&Param::<T>`), spanned on that type, so the
+/// compiler picks the extractor or codec and reports problems there.
 pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream {
     let item = handler.item;
     let fn_name = &item.sig.ident;
     let rt = quote!(::nats_trace_runtime::__private);
 
-    let mut decode = Vec::new();
+    let mut tally = Vec::new();
+    let mut extract = Vec::new();
     let mut call_args = Vec::new();
-    for (index, (param, _)) in handler.params.iter().enumerate() {
-        match param {
-            Param::Payload(body) => {
-                let arg = format_ident!("__nats_trace_arg{}", index);
-                let value = decode_body(body);
-                decode.push(quote! {
-                    let #arg = match #value {
-                        ::core::result::Result::Ok(value) => value,
-                        ::core::result::Result::Err(failure) => {
-                            return ::core::result::Result::Err(failure);
-                        }
-                    };
-                });
-                call_args.push(quote!(#arg));
-            }
-            Param::Context { by_ref: false } => call_args.push(quote!(__nats_trace_ctx)),
-            Param::Context { by_ref: true } => call_args.push(quote!(&__nats_trace_ctx)),
-        }
-    }
-
-    let finish = match &handler.output {
-        Output::Value(body) => encode_body(body, quote!(__nats_trace_ret)),
-        Output::Result { ok, err } => {
-            let ok = encode_body(ok, quote!(__nats_trace_ok));
-            let fail = match err {
-                Some(err) => quote_spanned! {err.span()=>
-                    #rt::Failure::handler::<#err>(__nats_trace_err)
-                },
-                None => quote!(#rt::Failure::handler(__nats_trace_err)),
+    let mut requirements = Vec::new();
+    for (index, param) in handler.params.iter().enumerate() {
+        let ty = param.ty;
+        let probe = quote_spanned! {ty.span()=> (&&&&#rt::Param::<#ty>::new()) };
+        tally.push(quote_spanned! {ty.span()=>
+            let __nats_trace_count = #rt::Tally::tally(__nats_trace_count, #probe.kind());
+        });
+        let arg = format_ident!("__nats_trace_arg{}", index);
+        extract.push(quote_spanned! {ty.span()=>
+            let #arg = match #probe.extract(&__nats_trace_ctx, &mut __nats_trace_body).await {
+                ::core::result::Result::Ok(value) => value,
+                ::core::result::Result::Err(failure) => return ::core::result::Result::Err(failure),
             };
-            quote! {
-                match __nats_trace_ret {
-                    ::core::result::Result::Ok(__nats_trace_ok) => #ok,
-                    ::core::result::Result::Err(__nats_trace_err) => {
-                        ::core::result::Result::Err(#fail)
-                    }
-                }
-            }
+        });
+        call_args.push(if param.by_ref {
+            quote!(&#arg)
+        } else {
+            quote!(#arg)
+        });
+        requirements.push(quote_spanned! {ty.span()=>
+            #probe.requirements(__nats_trace_requirements);
+        });
+    }
+    let count = quote_spanned! {item.sig.paren_token.span.join()=>
+        #rt::exactly_one_payload(__nats_trace_count);
+    };
+    let output_span = match &item.sig.output {
+        syn::ReturnType::Default => fn_name.span(),
+        syn::ReturnType::Type(_, ty) => ty.span(),
+    };
+    let ok_span = written_ok_type(&item.sig.output).map_or(output_span, |ty| ty.span());
+    let err_span = written_error_type(&item.sig.output).map_or(output_span, |ty| ty.span());
+    let encode = quote_spanned! {ok_span=>
+        (&&#rt::Probe::of(&__nats_trace_ok)).encode(&__nats_trace_ok)
+    };
+    let convert = quote_spanned! {err_span=>
+        (&&&#rt::ErrorProbe::of(&__nats_trace_err)).convert(__nats_trace_err)
+    };
+    let finish = quote_spanned! {output_span=>
+        match (&#rt::Output::of(&__nats_trace_ret)).split(__nats_trace_ret) {
+            ::core::result::Result::Ok(__nats_trace_ok) => #encode,
+            ::core::result::Result::Err(__nats_trace_err) => ::core::result::Result::Err(#convert),
         }
+    };
+    let unreachable_args = handler
+        .params
+        .iter()
+        .map(|_| quote!(::core::unreachable!()));
+    let replies = quote_spanned! {output_span=>
+        (&&(&__nats_trace_output).ok()).replies()
     };
 
     let body = quote! {
-        let (__nats_trace_payload, __nats_trace_ctx) = __nats_trace_delivery.into_parts();
-        #(#decode)*
+        #[allow(unused_imports)]
+        use #rt::prelude::*;
+        let (__nats_trace_body, __nats_trace_ctx) = __nats_trace_delivery.into_parts();
+        #[allow(unused_mut)]
+        let mut __nats_trace_body = ::core::option::Option::Some(__nats_trace_body);
+        let __nats_trace_count = #rt::NoPayload;
+        #(#tally)*
+        #count
+        #(#extract)*
+        // Not kept in the run's state while the handler runs.
+        ::core::mem::drop((__nats_trace_ctx, __nats_trace_body));
         let __nats_trace_ret = #fn_name(#(#call_args),*).await;
         #finish
     };
@@ -85,9 +110,6 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
         None => quote!(::core::option::Option::None),
     };
     let name = fn_name.to_string();
-    let replies = match &handler.output {
-        Output::Value(body) | Output::Result { ok: body, .. } => !matches!(body, Body::Unit),
-    };
     let span_name = format!("process {}", args.subject.value());
 
     quote! {
@@ -100,13 +122,36 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
                 #run
             }
 
+            // Whether the handler's `Ok` type answers requests: the output
+            // type is found by inference, from a call that never runs.
+            fn __nats_trace_replies() -> bool {
+                #[allow(unused_imports)]
+                use #rt::prelude::*;
+                let __nats_trace_output = #rt::Output::new();
+                #[allow(unreachable_code, unused_must_use, clippy::diverging_sub_expression)]
+                if false {
+                    let _ = async {
+                        __nats_trace_output.observe(#fn_name(#(#unreachable_args),*).await)
+                    };
+                }
+                #replies
+            }
+
+            #[allow(unused_variables)]
+            fn __nats_trace_requirements(__nats_trace_requirements: &mut #rt::Requirements) {
+                #[allow(unused_imports)]
+                use #rt::prelude::*;
+                #(#requirements)*
+            }
+
             #rt::inventory::submit! {
                 #rt::Handler::__new(#rt::HandlerSpec {
                     name: ::core::concat!(::core::module_path!(), "::", #name),
                     subject: #subject,
                     span_name: #span_name,
                     source: #source,
-                    replies: #replies,
+                    replies: __nats_trace_replies,
+                    requirements: __nats_trace_requirements,
                     concurrency: #concurrency,
                     call: __nats_trace_adapter,
                     file: ::core::file!(),
@@ -119,10 +164,10 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
 
 /// Expands `#[nats_publisher]`: the function keeps its signature; its body
 /// runs as an `async move` block (so `return` and `?` keep their meaning)
-/// whose `Ok` value is then published, as `tracing-attributes` does.
-pub fn publisher(args: &PublisherArgs, publisher: &PublisherFn<'_>) -> TokenStream {
+/// whose `Ok` value is then encoded as a handler's reply would be, and
+/// published, as `tracing-attributes` does.
+pub fn publisher(args: &PublisherArgs, item: &ItemFn) -> TokenStream {
     let rt = quote!(::nats_trace_runtime::__private);
-    let item = publisher.item;
     let attrs = &item.attrs;
     let vis = &item.vis;
     let sig = &item.sig;
@@ -130,6 +175,7 @@ pub fn publisher(args: &PublisherArgs, publisher: &PublisherFn<'_>) -> TokenStre
         syn::ReturnType::Type(_, ty) => quote!(#ty),
         syn::ReturnType::Default => quote!(()),
     };
+    let output_span = sig.output.span();
     let block = &item.block;
     let subject = &args.subject;
     let jetstream = args.jetstream;
@@ -146,12 +192,16 @@ pub fn publisher(args: &PublisherArgs, publisher: &PublisherFn<'_>) -> TokenStre
         },
         None => quote!(::core::option::Option::None),
     };
-    let encoded = encode_body(&publisher.ok, quote!(__nats_trace_value));
-    let convert = match publisher.err {
-        Some(err) => quote_spanned! {err.span()=>
-            #rt::publish_error_into::<#err>(__nats_trace_error)
-        },
-        None => quote!(#rt::publish_error_into(__nats_trace_error)),
+    let is_result = quote_spanned! {output_span=>
+        #rt::publisher_output::<#output>();
+    };
+    let ok_span = written_ok_type(&sig.output).map_or(output_span, |ty| ty.span());
+    let encoded = quote_spanned! {ok_span=>
+        (&&#rt::Probe::of(&__nats_trace_value)).encode(&__nats_trace_value)
+    };
+    let error_span = written_error_type(&sig.output).map_or(output_span, |err| err.span());
+    let convert = quote_spanned! {error_span=>
+        #rt::publish_error_into(__nats_trace_error)
     };
 
     quote! {
@@ -162,12 +212,17 @@ pub fn publisher(args: &PublisherArgs, publisher: &PublisherFn<'_>) -> TokenStre
                 jetstream: #jetstream,
                 retries: #retries,
             };
+            #is_result
 
             let __nats_trace_output: #output = async move #block.await;
             match __nats_trace_output {
                 ::core::result::Result::Ok(__nats_trace_value) => {
                     let __nats_trace_id = #message_id;
-                    let __nats_trace_body = #encoded;
+                    let __nats_trace_body = {
+                        #[allow(unused_imports)]
+                        use #rt::prelude::*;
+                        #encoded
+                    };
                     match #rt::publish_output(&__NATS_TRACE_PUBLISH, __nats_trace_body, __nats_trace_id).await {
                         ::core::result::Result::Ok(()) => ::core::result::Result::Ok(__nats_trace_value),
                         ::core::result::Result::Err(__nats_trace_error) => {
@@ -180,36 +235,6 @@ pub fn publisher(args: &PublisherArgs, publisher: &PublisherFn<'_>) -> TokenStre
                 }
             }
         }
-    }
-}
-
-/// An expression of type `Result<T, Failure>` decoding `__nats_trace_payload`.
-/// Spanned on the user's type, so a missing `Deserialize` is reported there.
-fn decode_body(body: &Body) -> TokenStream {
-    let rt = quote!(::nats_trace_runtime::__private);
-    match body {
-        Body::Unit => quote!(#rt::decode_unit(&__nats_trace_payload)),
-        Body::Raw(ty) => quote_spanned! {ty.span()=>
-            #rt::decode_raw::<#ty>(__nats_trace_payload)
-        },
-        Body::Json(ty) => quote_spanned! {ty.span()=>
-            #rt::decode_json::<#ty>(&__nats_trace_payload)
-        },
-    }
-}
-
-/// An expression of type `Result<Reply, Failure>` encoding `value`.
-/// Spanned on the user's type, so a missing `Serialize` is reported there.
-fn encode_body(body: &Body, value: TokenStream) -> TokenStream {
-    let rt = quote!(::nats_trace_runtime::__private);
-    match body {
-        Body::Unit => quote!(#rt::encode_unit(&#value)),
-        Body::Raw(ty) => quote_spanned! {ty.span()=>
-            #rt::encode_raw::<#ty>(&#value)
-        },
-        Body::Json(ty) => quote_spanned! {ty.span()=>
-            #rt::encode_json::<#ty>(&#value)
-        },
     }
 }
 

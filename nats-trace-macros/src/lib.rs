@@ -37,8 +37,7 @@ pub fn nats_publisher(args: TokenStream, item: TokenStream) -> TokenStream {
         let args = PublisherArgs::from_list(args, Span::call_site())?;
         validate::publisher_args(&args)?;
         validate::publisher_fn(function)?;
-        let publisher = signature::PublisherFn::from_syn(function)?;
-        Ok(expand::publisher(&args, &publisher))
+        Ok(expand::publisher(&args, function))
     })
 }
 

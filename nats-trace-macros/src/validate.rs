@@ -1,10 +1,10 @@
 //! Checks that turn misuse into errors spanned on the user's tokens.
 
 use syn::spanned::Spanned;
-use syn::{ItemFn, LitStr, Signature, Type};
+use syn::{ItemFn, LitStr, ReturnType, Signature};
 
 use crate::attr::{JetStreamArgs, PublisherArgs, SubscriberArgs};
-use crate::signature::{HandlerFn, Param};
+use crate::signature::{self, HandlerFn};
 
 /// Whether a subject may contain `*` and `>`.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -171,7 +171,15 @@ pub fn publisher_fn(item: &ItemFn) -> syn::Result<()> {
             "#[nats_publisher] cannot be used on an `unsafe fn`",
         ));
     }
-    Ok(())
+    if let ReturnType::Default = sig.output {
+        return Err(syn::Error::new(
+            sig.paren_token.span.close(),
+            "#[nats_publisher] needs a `Result<T, E>` return type: `T` is published, \
+             and a failed publish reaches the caller as `E`, which must implement \
+             `From<nats_trace_runtime::PublishError>` (`anyhow::Error` does)",
+        ));
+    }
+    signature::nameable_output(&sig.output)
 }
 
 fn common_fn_shape(sig: &Signature, macro_name: &str) -> syn::Result<()> {
@@ -199,56 +207,14 @@ fn common_fn_shape(sig: &Signature, macro_name: &str) -> syn::Result<()> {
     Ok(())
 }
 
-/// Validates the shape of a handler function.
+/// Validates the shape of a handler function. How many payloads it takes,
+/// and whether each parameter and its return type can be used, is checked
+/// by the compiler on the generated code, from the traits the types
+/// implement.
 pub fn handler_fn(handler: &HandlerFn<'_>, macro_name: &str) -> syn::Result<()> {
     let sig = &handler.item.sig;
     common_fn_shape(sig, macro_name)?;
-    let mut payloads = handler
-        .params
-        .iter()
-        .filter(|(param, _)| matches!(param, Param::Payload(_)));
-    match payloads.next() {
-        None => {
-            return Err(syn::Error::new(
-                sig.paren_token.span.join(),
-                "a handler takes exactly one payload parameter, e.g. `order: Order`; \
-                 use `bytes::Bytes` to receive the raw body",
-            ));
-        }
-        Some((_, ty)) => payload_type(ty)?,
-    }
-    if let Some((_, extra)) = payloads.next() {
-        return Err(syn::Error::new(
-            extra.span(),
-            "a handler takes exactly one payload parameter; put the fields in one struct, \
-             and take `ctx: MessageContext` for the subject and headers",
-        ));
-    }
-    let mut contexts = handler
-        .params
-        .iter()
-        .filter(|(param, _)| matches!(param, Param::Context { .. }));
-    if let (Some(_), Some((_, extra))) = (contexts.next(), contexts.next()) {
-        return Err(syn::Error::new(
-            extra.span(),
-            "`MessageContext` can be taken only once",
-        ));
-    }
-    Ok(())
-}
-
-fn payload_type(ty: &Type) -> syn::Result<()> {
-    match ty {
-        Type::Reference(_) => Err(syn::Error::new(
-            ty.span(),
-            "take the payload by value, e.g. `order: Order`; the handler owns the decoded message",
-        )),
-        Type::ImplTrait(_) => Err(syn::Error::new(
-            ty.span(),
-            "the payload cannot be `impl Trait`: the runtime decodes into one concrete type",
-        )),
-        _ => Ok(()),
-    }
+    signature::nameable_output(&sig.output)
 }
 
 #[cfg(test)]

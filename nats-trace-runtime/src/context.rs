@@ -1,12 +1,16 @@
 //! What a handler can know about the message it is processing.
 
+use std::sync::Arc;
+
 use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 
+use crate::extract::States;
 use crate::jetstream::JetStreamInfo;
 
 /// The message around a handler's payload: take `ctx: MessageContext` (or
-/// `&MessageContext`) as a parameter to get it.
+/// `&MessageContext`) as a parameter to get it. Extractors
+/// ([`FromMessageParts`](crate::FromMessageParts)) read from it.
 ///
 /// ```
 /// use nats_trace_runtime::prelude::*;
@@ -24,12 +28,26 @@ pub struct MessageContext {
     template: &'static str,
     otel: opentelemetry::Context,
     jetstream: Option<JetStreamInfo>,
+    states: Arc<States>,
 }
 
 impl MessageContext {
     /// The concrete subject the message was published to, e.g. `orders.created`.
     pub fn subject(&self) -> &str {
         &self.subject
+    }
+
+    pub(crate) fn subject_ref(&self) -> &Subject {
+        &self.subject
+    }
+
+    /// The state of type `T` given to the runtime with
+    /// [`Builder::state`](crate::runtime::Builder::state), for extractors
+    /// of your own (declare it in their
+    /// [`requirements`](crate::FromMessageParts::requirements)); handlers
+    /// take [`State<T>`](crate::State).
+    pub fn state<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        self.states.get::<T>()
     }
 
     /// The subscription subject the handler was registered with, e.g. `orders.*`.
@@ -81,6 +99,7 @@ impl Delivery {
         template: &'static str,
         otel: opentelemetry::Context,
         jetstream: Option<JetStreamInfo>,
+        states: Arc<States>,
     ) -> Self {
         Delivery {
             payload: message.payload,
@@ -91,6 +110,7 @@ impl Delivery {
                 template,
                 otel,
                 jetstream,
+                states,
             },
         }
     }

@@ -25,6 +25,7 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, StreamExt as _};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use crate::extract::States;
 use crate::jetstream::settle::JetStreamDelivery;
 use crate::pipeline;
 use crate::publisher::Publisher;
@@ -68,6 +69,8 @@ pub(crate) struct Runs {
     /// Built once for all of the handler's messages.
     metrics: Arc<OperationMetrics>,
     in_flight: InFlight,
+    /// The runtime's state, for the handler's extractors.
+    states: Arc<States>,
     /// One permit per run in progress, at most the handler's concurrency; a
     /// JetStream run whose ack waits for its confirmation may have given
     /// its permit back.
@@ -82,12 +85,14 @@ impl Runs {
         consumer_group: Option<&'static str>,
         publisher: Publisher,
         in_flight: InFlight,
+        states: Arc<States>,
     ) -> Self {
         Runs {
             handler,
             metrics: pipeline::metrics(handler, consumer_group, &publisher),
             publisher,
             in_flight,
+            states,
             permits: Arc::new(Semaphore::new(handler.concurrency())),
             running: FuturesUnordered::new(),
         }
@@ -125,6 +130,7 @@ impl Runs {
             jetstream,
             self.publisher.clone(),
             self.metrics.clone(),
+            self.states.clone(),
         );
         // Combinators, not an `async` block: a block would hold the process
         // future twice, once as its capture and once as what it awaits.
@@ -196,9 +202,9 @@ mod tests {
     use crate::context::Delivery;
     use crate::jetstream::settle::{CONFIRMING_PER_SLOT, JetStreamDelivery, Settler};
     use crate::jetstream::{JetStreamInfo, JetStreamSpec, unanswered_client};
-    use crate::outcome::Reply;
     use crate::publisher::Publisher;
     use crate::registry::{Handler, HandlerFuture, HandlerSpec, Source};
+    use crate::reply::Reply;
 
     static SPEC: JetStreamSpec = JetStreamSpec {
         stream: "S",
@@ -228,7 +234,8 @@ mod tests {
         subject: "s.orders",
         span_name: "process s.orders",
         source: Source::JetStream(&SPEC),
-        replies: false,
+        replies: || false,
+        requirements: |_| {},
         concurrency: Some(2),
         call: succeed_once_let_through,
         file: file!(),
@@ -283,7 +290,13 @@ mod tests {
         let jetstream = async_nats::jetstream::new(client);
         let settler = Arc::new(Settler::new(&HANDLER, &SPEC, &jetstream, &publisher));
         let in_flight = InFlight::default();
-        let mut runs = Runs::new(&HANDLER, Some(SPEC.consumer), publisher, in_flight.clone());
+        let mut runs = Runs::new(
+            &HANDLER,
+            Some(SPEC.consumer),
+            publisher,
+            in_flight.clone(),
+            Default::default(),
+        );
         let permits = runs.permits().clone();
         let free = || permits.available_permits();
 

@@ -3,7 +3,11 @@
 use std::time::Duration;
 
 /// Why the runtime could not start or stop cleanly.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is its message, with the chain of causes, as anyhow's is:
+/// `main() -> Result<(), nats_trace_runtime::Error>` prints a sentence,
+/// not a struct.
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The initial connection failed after every attempt.
@@ -101,4 +105,71 @@ pub enum Error {
     /// The runtime's URL or environment is not usable.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A handler takes `State<T>`, and the runtime was not given a `T`.
+    #[error(
+        "handler {handler} takes State<{type_name}>, but the runtime was given no `{type_name}`; \
+         add `.state(value)` with a value of that type to the runtime builder"
+    )]
+    MissingState {
+        /// The handler, with its location.
+        handler: String,
+        /// The missing state's type.
+        type_name: &'static str,
+    },
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        if source.is_some() {
+            f.write_str("\n\nCaused by:")?;
+        }
+        while let Some(cause) = source {
+            write!(f, "\n    {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// `reason`, with a hint on how to enable JetStream when it says the
+/// server has none: nats-server answers no JetStream API request then.
+pub(crate) fn with_jetstream_hint(reason: String) -> String {
+    let text = reason.to_ascii_lowercase();
+    let disabled = text.contains("jetstream not enabled")
+        || text.contains("not enabled for account")
+        || text.contains("no responders")
+        || text.contains("requested jetstream resource does not exist");
+    if disabled {
+        format!(
+            "{reason}; is JetStream enabled? Start nats-server with `-js` (or a `jetstream {{}}` \
+             block in its configuration), and enable it for this account"
+        )
+    } else {
+        reason
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_is_the_readable_message() {
+        let error = Error::Stream {
+            stream: "ORDERS",
+            reason: "creating it failed: timed out".into(),
+        };
+        assert_eq!(
+            format!("{error:?}"),
+            "JetStream stream `ORDERS`: creating it failed: timed out"
+        );
+    }
+
+    #[test]
+    fn a_missing_jetstream_is_named() {
+        assert!(with_jetstream_hint("looking it up failed: no responders".into()).contains("-js"));
+        assert_eq!(with_jetstream_hint("timed out".into()), "timed out");
+    }
 }

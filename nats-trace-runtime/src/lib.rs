@@ -28,19 +28,22 @@
 //! ```
 #![warn(missing_docs)]
 
+mod adapter;
 mod backoff;
-mod codec;
+pub mod codec;
 mod connection;
 mod context;
 mod credentials;
 mod dispatch;
 mod error;
+pub mod extract;
+mod failure;
 pub mod jetstream;
-mod outcome;
 mod pipeline;
 pub mod propagation;
 mod publisher;
 mod registry;
+mod reply;
 pub mod runtime;
 pub mod semconv;
 mod shutdown;
@@ -52,18 +55,30 @@ pub use async_nats;
 pub use backoff::Backoff;
 /// Byte buffers of message bodies, re-exported for raw `Bytes` payloads.
 pub use bytes;
-pub use codec::RawBody;
+pub use codec::Json;
+#[cfg(feature = "msgpack")]
+pub use codec::MsgPack;
+#[cfg(feature = "protobuf")]
+pub use codec::Protobuf;
 pub use connection::{ConnectRetry, ConnectionStats, DEFAULT_URL};
 pub use context::MessageContext;
 pub use credentials::Credentials;
 pub use error::Error;
-pub use outcome::{Failure, FailureKind, Reply};
+pub use extract::{FromMessageParts, FromPayload, State};
+pub use failure::{Disposition, Failure, FailureKind, IntoFailure};
+/// The OpenTelemetry API this crate traces with, re-exported so that
+/// applications use the same version.
+pub use opentelemetry;
 pub use publisher::{
     BatchFailure, BatchReport, FromPublishError, PublishError, Publisher, RequestError, RetryPolicy,
 };
 pub use registry::{DEFAULT_CONCURRENCY, Handler, Source, registered_handlers};
+pub use reply::{Reply, ToReply};
 pub use runtime::ShutdownReport;
 pub use shutdown::StopHandle;
+/// The `tracing` crate this crate logs with, re-exported so that
+/// applications use the same version.
+pub use tracing;
 
 /// Registers an `async fn` as a traced NATS message handler.
 ///
@@ -290,21 +305,28 @@ pub use nats_trace_macros::nats_publisher;
 
 /// The names most services need: `use nats_trace_runtime::prelude::*;`.
 pub mod prelude {
-    pub use crate::{MessageContext, PublishError, Publisher, nats_publisher, nats_subscriber};
+    #[cfg(feature = "msgpack")]
+    pub use crate::MsgPack;
+    #[cfg(feature = "protobuf")]
+    pub use crate::Protobuf;
+    pub use crate::{
+        Failure, FromMessageParts, FromPayload, IntoFailure, Json, MessageContext, PublishError,
+        Publisher, Reply, State, ToReply, nats_publisher, nats_subscriber,
+    };
 }
 
 /// Used by the code the macros generate. Not public API: anything here may
 /// change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::codec::{
-        decode_json, decode_raw, decode_unit, encode_json, encode_raw, encode_unit,
-    };
+    pub use crate::adapter::*;
     pub use crate::context::Delivery;
+    pub use crate::extract::Requirements;
+    pub use crate::failure::Failure;
     pub use crate::jetstream::{JetStreamSpec, StreamRegistration};
-    pub use crate::outcome::{Failure, Reply};
     pub use crate::publisher::{PublishSpec, message_id, publish_error_into, publish_output};
     pub use crate::registry::{Handler, HandlerFuture, HandlerSpec, Source};
+    pub use crate::reply::Reply;
     pub use inventory;
 }
 

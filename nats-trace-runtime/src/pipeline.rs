@@ -20,11 +20,13 @@ use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt};
 use opentelemetry::{Context, KeyValue, StringValue};
 
 use crate::context::Delivery;
+use crate::extract::States;
+use crate::failure::Failure;
 use crate::jetstream::JetStreamInfo;
 use crate::jetstream::settle::{self, JetStreamDelivery};
-use crate::outcome::{Failure, Reply};
 use crate::publisher::{Publisher, current};
 use crate::registry::Handler;
+use crate::reply::{Reply, header_text};
 use crate::semconv;
 use crate::telemetry::Telemetry;
 use crate::telemetry::metrics::OperationMetrics;
@@ -46,6 +48,7 @@ pub(crate) fn process(
     mut jetstream: Option<JetStreamDelivery>,
     publisher: Publisher,
     metrics: Arc<OperationMetrics>,
+    states: Arc<States>,
 ) -> impl Future<Output = Result<Reply, Failure>> + Send + 'static {
     async move {
         let started = Instant::now();
@@ -72,7 +75,7 @@ pub(crate) fn process(
         // stream also captures must not answer JetStream's publish acks.
         let reply_to = message.reply.clone().filter(|_| handler.replies());
 
-        let delivery = Delivery::new(message, handler.subject(), cx.clone(), info);
+        let delivery = Delivery::new(message, handler.subject(), cx.clone(), info, states);
         let result = match &jetstream {
             None => run_in_scope(handler, delivery, &publisher, &cx).await,
             Some(js) => {
@@ -97,12 +100,8 @@ pub(crate) fn process(
             settle::settle(handler, js, &cx, &result, &publisher).await;
         }
         end_span(handler, &cx, &result);
-        metrics.record(
-            started.elapsed(),
-            1,
-            Some(body_size),
-            result.as_ref().err().map(Failure::error_type),
-        );
+        let error_type = result.as_ref().err().map(Failure::error_type);
+        metrics.record(started.elapsed(), 1, Some(body_size), error_type.as_deref());
         result
     }
 }
@@ -212,8 +211,9 @@ fn run_handler(
         .map(|finished| finished.unwrap_or_else(|panic| Err(Failure::panic(&*panic))))
 }
 
-/// Answers a request: the body on success, the `Nats-Service-Error` headers
-/// on failure. The reply carries the process span's context.
+/// Answers a request: the body and the reply's headers on success, the
+/// `Nats-Service-Error` headers and the failure's own on failure. The reply
+/// carries the process span's context.
 async fn send_reply(
     client: &Client,
     telemetry: &Telemetry,
@@ -221,11 +221,10 @@ async fn send_reply(
     reply_to: Subject,
     result: &Result<Reply, Failure>,
 ) {
-    let mut headers = HeaderMap::new();
-    telemetry.propagation.inject(cx, &mut headers);
-    let body = match result {
-        Ok(reply) => reply.body().clone(),
+    let (mut headers, body) = match result {
+        Ok(reply) => (reply.headers().cloned(), reply.body().clone()),
         Err(failure) => {
+            let mut headers = failure.headers().cloned().unwrap_or_default();
             headers.insert(
                 async_nats::service::NATS_SERVICE_ERROR,
                 header_text(failure.message()),
@@ -234,9 +233,11 @@ async fn send_reply(
                 async_nats::service::NATS_SERVICE_ERROR_CODE,
                 HeaderValue::from(failure.service_code()),
             );
-            bytes::Bytes::new()
+            (Some(headers), bytes::Bytes::new())
         }
     };
+    let mut headers = headers.take().unwrap_or_default();
+    telemetry.propagation.inject(cx, &mut headers);
     if let Err(error) = client.publish_with_headers(reply_to, headers, body).await {
         tracing::warn!(%error, "sending the reply failed");
         cx.span().add_event(
@@ -246,27 +247,23 @@ async fn send_reply(
     }
 }
 
-/// A header value holding `text`, with the line breaks NATS headers cannot
-/// carry replaced by spaces.
-fn header_text(text: &str) -> HeaderValue {
-    let single_line: String = text
-        .chars()
-        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
-        .collect();
-    HeaderValue::from(single_line)
-}
-
+/// Ends the process span, first recording a failure on it and logging it
+/// with the span's context current and its ids as fields, so the line is
+/// found from the trace and the trace from the line.
 fn end_span(handler: &'static Handler, cx: &Context, result: &Result<Reply, Failure>) {
     let span = cx.span();
     if let Err(failure) = result {
-        span.set_attribute(KeyValue::new(
-            semconv::ERROR_TYPE,
-            failure.error_type().to_string(),
-        ));
+        let error_type = failure.error_type();
+        span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.to_string()));
         span.set_status(Status::error(failure.message().to_string()));
+        let ids = span.span_context();
+        let _current = cx.clone().attach();
         tracing::warn!(
             handler = handler.name(),
-            error.type = failure.error_type(),
+            trace_id = %ids.trace_id(),
+            span_id = %ids.span_id(),
+            error.type = &*error_type,
+            error.code = failure.service_code(),
             error = failure.message(),
             "message failed"
         );
@@ -276,7 +273,7 @@ fn end_span(handler: &'static Handler, cx: &Context, result: &Result<Reply, Fail
 
 #[cfg(test)]
 mod tests {
-    use super::{header_text, message_id};
+    use super::message_id;
     use async_nats::HeaderMap;
 
     #[test]
@@ -292,10 +289,5 @@ mod tests {
         headers.append("Nats-Msg-Id", "order-8");
         assert_eq!(message_id(Some(&headers)), Some("order-7"));
         assert_eq!(message_id(None), None);
-    }
-
-    #[test]
-    fn reply_error_text_is_a_single_header_line() {
-        assert_eq!(header_text("bad\r\ninput\n").as_str(), "bad  input ");
     }
 }

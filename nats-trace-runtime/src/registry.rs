@@ -6,8 +6,10 @@ use std::pin::Pin;
 
 use crate::context::Delivery;
 use crate::error::Error;
+use crate::extract::Requirements;
+use crate::failure::Failure;
 use crate::jetstream::JetStreamSpec;
-use crate::outcome::{Failure, Reply};
+use crate::reply::Reply;
 
 /// The future a handler adapter returns.
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, Failure>> + Send>>;
@@ -27,8 +29,12 @@ pub struct HandlerSpec {
     pub span_name: &'static str,
     /// Where messages come from.
     pub source: Source,
-    /// Whether the handler returns a value, which answers requests.
-    pub replies: bool,
+    /// Whether the handler returns a value, which answers requests: its
+    /// `Ok` type's [`ToReply::REPLIES`](crate::ToReply::REPLIES), found by
+    /// the compiler.
+    pub replies: fn() -> bool,
+    /// Declares the state its extractors need, checked at start.
+    pub requirements: fn(&mut Requirements),
     /// The macro's `concurrency`, if set.
     pub concurrency: Option<usize>,
     /// The adapter from a message to the user's function. It must do
@@ -99,7 +105,15 @@ impl Handler {
     /// `Result<T, E>` with `T` not `()`). Handlers returning `()` never reply,
     /// so they never answer a JetStream publish on a subject a stream captures.
     pub fn replies(&self) -> bool {
-        self.spec.replies
+        (self.spec.replies)()
+    }
+
+    /// What the handler's extractors need from the runtime, e.g. the
+    /// types of their [`State`](crate::State).
+    pub fn requirements(&self) -> Requirements {
+        let mut requirements = Requirements::default();
+        (self.spec.requirements)(&mut requirements);
+        requirements
     }
 
     /// Where the handler's messages come from.

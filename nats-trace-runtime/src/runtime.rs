@@ -21,6 +21,7 @@ use crate::connection::{self, ConnectRetry, ConnectionEvents, ConnectionStats};
 use crate::credentials::Credentials;
 use crate::dispatch::InFlight;
 use crate::error::Error;
+use crate::extract::States;
 use crate::jetstream::{self, StreamSpec};
 use crate::propagation::{self, Propagation};
 use crate::publisher::{Publisher, current};
@@ -96,6 +97,7 @@ pub struct Builder {
     logging: bool,
     streams: Vec<StreamSpec>,
     declared_streams: bool,
+    states: States,
 }
 
 impl Default for Builder {
@@ -114,6 +116,7 @@ impl Default for Builder {
             logging: true,
             streams: Vec::new(),
             declared_streams: true,
+            states: States::default(),
         }
     }
 }
@@ -130,11 +133,37 @@ impl fmt::Debug for Builder {
             .field("connect_retry", &self.connect_retry)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("propagation", &self.propagation)
+            .field("states", &self.states)
             .finish_non_exhaustive()
     }
 }
 
 impl Builder {
+    /// Gives the handlers `value` as [`State<T>`](crate::State), e.g. a
+    /// database pool or the configuration. Call it once per type; a second
+    /// value of the same type replaces the first. A handler that takes a
+    /// `State<T>` this runtime was not given fails [`start`](Self::start)
+    /// with [`Error::MissingState`].
+    ///
+    /// Each runtime has its own state, so two runtimes in one process can
+    /// serve the same handlers with different dependencies.
+    ///
+    /// ```no_run
+    /// # #[derive(Clone)] struct Db;
+    /// # #[derive(Clone)] struct Config;
+    /// # async fn demo() -> Result<(), nats_trace_runtime::Error> {
+    /// nats_trace_runtime::runtime::builder()
+    ///     .state(Db)
+    ///     .state(Config)
+    ///     .run()
+    ///     .await
+    /// # }
+    /// ```
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
     /// Connects to `url` instead of `NATS_URL`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.connection = Connection::Url(url.into());
@@ -279,6 +308,8 @@ impl Builder {
         if handlers.is_empty() {
             return Err(Error::NoHandlers);
         }
+        check_states(&handlers, &self.states)?;
+        let states = Arc::new(self.states);
 
         let events = Arc::new(ConnectionEvents::default());
         let credentials = self.credentials.unwrap_or_else(Credentials::from_env);
@@ -346,6 +377,7 @@ impl Builder {
                             subscriber,
                             publisher.clone(),
                             in_flight.clone(),
+                            states.clone(),
                             stop.subscribe(),
                         ));
                     }
@@ -359,6 +391,7 @@ impl Builder {
                             consumer,
                             publisher.clone(),
                             in_flight.clone(),
+                            states.clone(),
                             stop.subscribe(),
                         ));
                     }
@@ -557,6 +590,25 @@ pub struct ShutdownReport {
     /// What happened to the spans, when the runtime set up telemetry from
     /// the environment: exported, failed, and dropped by the batch processor.
     pub spans: Option<SpanReport>,
+}
+
+/// Fails when a handler takes state the runtime was not given.
+fn check_states(handlers: &[&'static Handler], states: &States) -> Result<(), Error> {
+    for handler in handlers {
+        let requirements = handler.requirements();
+        if let Some(&(_, type_name)) = requirements
+            .states()
+            .iter()
+            .find(|(type_id, _)| !states.contains(*type_id))
+        {
+            let (file, line) = handler.location();
+            return Err(Error::MissingState {
+                handler: format!("{} ({file}:{line})", handler.name()),
+                type_name,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Waits for every task, logging those that panicked.

@@ -1,6 +1,8 @@
 //! Feeding one handler from its core NATS subscription, at most
 //! `concurrency` messages at a time, until the runtime stops.
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use async_nats::{Client, Subscriber};
@@ -9,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::dispatch::{InFlight, Runs};
 use crate::error::Error;
+use crate::extract::States;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
 
@@ -48,9 +51,10 @@ pub(crate) async fn serve(
     mut subscriber: Subscriber,
     publisher: Publisher,
     in_flight: InFlight,
+    states: Arc<States>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut runs = Runs::new(handler, handler.queue(), publisher, in_flight);
+    let mut runs = Runs::new(handler, handler.queue(), publisher, in_flight, states);
     let mut draining = false;
     // One future for the whole loop: building it per message registered a
     // new waiter on the stop signal every time.

@@ -25,6 +25,7 @@ use super::spec::JetStreamSpec;
 use crate::backoff::Backoff;
 use crate::dispatch::{InFlight, Runs};
 use crate::error::Error;
+use crate::extract::States;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
 
@@ -46,7 +47,7 @@ pub(crate) async fn ensure(
     let failed = |reason: String| Error::Consumer {
         stream: spec.stream,
         consumer: spec.consumer,
-        reason,
+        reason: crate::error::with_jetstream_hint(reason),
     };
     let stream = jetstream
         .get_stream_no_info(spec.stream)
@@ -100,9 +101,16 @@ pub(crate) async fn serve(
     mut consumer: PullConsumer,
     publisher: Publisher,
     in_flight: InFlight,
+    states: Arc<States>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut runs = Runs::new(handler, Some(spec.consumer), publisher.clone(), in_flight);
+    let mut runs = Runs::new(
+        handler,
+        Some(spec.consumer),
+        publisher.clone(),
+        in_flight,
+        states,
+    );
     let permits = runs.permits().clone();
     let settler = Arc::new(Settler::new(handler, spec, &jetstream, &publisher));
     let mut failures = 0u32;

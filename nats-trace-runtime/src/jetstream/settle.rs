@@ -22,9 +22,10 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::JetStreamInfo;
 use super::ack::Acks;
 use super::spec::JetStreamSpec;
-use crate::outcome::{Failure, FailureKind, Reply};
+use crate::failure::{Disposition, Failure};
 use crate::publisher::{Publisher, RetryPolicy};
 use crate::registry::Handler;
+use crate::reply::Reply;
 use crate::semconv;
 use crate::telemetry::metrics::{self, Binding, OperationMetrics};
 
@@ -154,19 +155,23 @@ pub(crate) enum Settlement {
     DeadLetter,
 }
 
-/// The settle policy: `Ok` acks; an undecodable payload is dead-lettered at
-/// once, as it will never decode; a failed or panicking handler is naked
-/// with the backoff delay until its last delivery, then dead-lettered.
+/// The settle policy: `Ok` acks; a failure its [`Disposition`] rejects
+/// (an undecodable payload, a rejected message, or an error that says so)
+/// is dead-lettered at once; any other is naked, with its own delay or the
+/// backoff delay, until its last delivery, then dead-lettered.
 pub(crate) fn decide(
     spec: &JetStreamSpec,
     delivered: u64,
     result: &Result<Reply, Failure>,
 ) -> Settlement {
-    match result {
-        Ok(_) => Settlement::Ack,
-        Err(failure) if failure.kind() == FailureKind::Decode => Settlement::DeadLetter,
-        Err(_) if delivered >= spec.max_deliver() as u64 => Settlement::DeadLetter,
-        Err(_) => Settlement::Nak(spec.nak_delay(delivered)),
+    let Err(failure) = result else {
+        return Settlement::Ack;
+    };
+    match failure.disposition() {
+        Disposition::Reject => Settlement::DeadLetter,
+        _ if delivered >= spec.max_deliver() as u64 => Settlement::DeadLetter,
+        Disposition::RetryAfter(delay) => Settlement::Nak(delay),
+        Disposition::Retry => Settlement::Nak(spec.nak_delay(delivered)),
     }
 }
 
@@ -423,7 +428,7 @@ async fn dead_letter(
     set(dead_letter_headers::ERROR, failure.message().to_string());
     set(
         dead_letter_headers::ERROR_TYPE,
-        failure.error_type().to_string(),
+        failure.error_type().into_owned(),
     );
     set(
         dead_letter_headers::DELIVERY_COUNT,
@@ -577,5 +582,13 @@ mod tests {
             decide(&SPEC, 1, &panicked),
             Settlement::Nak(Duration::from_millis(100))
         );
+        let rejected = Err(Failure::service(409, "taken").reject());
+        assert_eq!(decide(&SPEC, 1, &rejected), Settlement::DeadLetter);
+        let later = Err(Failure::service(503, "busy").retry_after(Duration::from_secs(7)));
+        assert_eq!(
+            decide(&SPEC, 1, &later),
+            Settlement::Nak(Duration::from_secs(7))
+        );
+        assert_eq!(decide(&SPEC, 3, &later), Settlement::DeadLetter);
     }
 }

@@ -74,7 +74,7 @@ pub(crate) async fn ensure_all(
 async fn ensure(jetstream: &JetStream, spec: &StreamSpec) -> Result<StreamAction, Error> {
     let failed = |reason: String| Error::Stream {
         stream: spec.name,
-        reason,
+        reason: crate::error::with_jetstream_hint(reason),
     };
     let mut existing = match jetstream.get_stream(spec.name).await {
         Ok(stream) => stream,

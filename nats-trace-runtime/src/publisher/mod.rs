@@ -24,9 +24,10 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use serde::Serialize;
 
-use crate::codec;
-use crate::outcome::{Failure, Reply};
+use crate::codec::{self, Encoder, JsonCodec};
+use crate::failure::Failure;
 use crate::propagation::{self, Propagation};
+use crate::reply::Reply;
 use crate::semconv;
 use crate::telemetry::Telemetry;
 
@@ -259,6 +260,40 @@ impl Publisher {
     ) -> Result<(), PublishError> {
         let body = encode(subject, value)?;
         self.publish_bytes(subject, headers, body).await
+    }
+
+    /// Publishes `value` to `subject`, encoded with codec `C`, as handlers
+    /// decode it:
+    ///
+    /// ```no_run
+    /// # async fn demo(publisher: nats_trace_runtime::Publisher) -> Result<(), nats_trace_runtime::PublishError> {
+    /// use nats_trace_runtime::codec::JsonCodec;
+    /// # #[derive(serde::Serialize)] struct Order { id: u64 }
+    /// publisher.publish_with::<JsonCodec, _>("orders.created", &Order { id: 7 }).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// With feature `protobuf`, `ProtobufCodec` publishes a `prost::Message`;
+    /// with `msgpack`, `MsgPackCodec` publishes MessagePack.
+    pub async fn publish_with<C: Encoder<T>, T: ?Sized>(
+        &self,
+        subject: &str,
+        value: &T,
+    ) -> Result<(), PublishError> {
+        let body = encode_with::<C, T>(subject, value)?;
+        self.publish_bytes(subject, HeaderMap::new(), body).await
+    }
+
+    /// [`publish_jetstream`](Self::publish_jetstream) with codec `C`.
+    pub async fn publish_jetstream_with<C: Encoder<T>, T: ?Sized>(
+        &self,
+        subject: &str,
+        value: &T,
+    ) -> Result<PublishAck, PublishError> {
+        let body = encode_with::<C, T>(subject, value)?;
+        self.publish_jetstream_bytes(subject, HeaderMap::new(), body)
+            .await
     }
 
     /// Publishes a raw body to `subject`.
@@ -625,7 +660,11 @@ where
 }
 
 fn encode<T: Serialize + ?Sized>(subject: &str, value: &T) -> Result<Bytes, PublishError> {
-    codec::encode_json(value)
+    encode_with::<JsonCodec, T>(subject, value)
+}
+
+fn encode_with<C: Encoder<T>, T: ?Sized>(subject: &str, value: &T) -> Result<Bytes, PublishError> {
+    codec::encode::<C, T>(value)
         .map(|reply| reply.into_body())
         .map_err(|failure| PublishError::Encode {
             subject: subject.to_string(),
@@ -658,17 +697,17 @@ pub async fn publish_output(
     encoded: Result<Reply, Failure>,
     message_id: Option<String>,
 ) -> Result<(), PublishError> {
-    let body = encoded
+    let (body, headers) = encoded
         .map_err(|failure| PublishError::Encode {
             subject: spec.subject.to_string(),
             message: failure.message().to_string(),
         })?
-        .into_body();
+        .into_parts();
     let mut publisher = Publisher::current()?;
     if let Some(retries) = spec.retries {
         publisher = publisher.with_retry(RetryPolicy::retries(retries));
     }
-    let mut headers = HeaderMap::new();
+    let mut headers = headers.unwrap_or_default();
     if let Some(id) = message_id {
         let value = HeaderValue::from_str(&id).map_err(|_| PublishError::Encode {
             subject: spec.subject.to_string(),

@@ -12,7 +12,8 @@ use opentelemetry::{Context, KeyValue};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Publisher, encode};
+use super::{Publisher, encode, encode_with};
+use crate::codec::{self, Decoder, Encoder};
 use crate::semconv;
 
 /// Why a request got no usable reply.
@@ -117,6 +118,47 @@ impl Publisher {
         serde_json::from_slice(body).map_err(|error| RequestError::Decode {
             subject: subject.to_string(),
             message: error.to_string(),
+        })
+    }
+
+    /// [`request`](Self::request) with codec `C` for both the request and
+    /// the reply, e.g. `ProtobufCodec` (feature `protobuf`) or
+    /// `MsgPackCodec` (feature `msgpack`). A reply that does not decode is
+    /// a [`RequestError::Decode`].
+    ///
+    /// ```no_run
+    /// # async fn demo(publisher: nats_trace_runtime::Publisher) -> Result<(), nats_trace_runtime::RequestError> {
+    /// use std::time::Duration;
+    /// use nats_trace_runtime::codec::JsonCodec;
+    /// # #[derive(serde::Serialize)] struct Lookup { sku: String }
+    /// # #[derive(serde::Deserialize)] struct Stock { count: u32 }
+    /// let lookup = Lookup { sku: "A-1".into() };
+    /// let stock: Stock = publisher
+    ///     .request_with::<JsonCodec, _, _>("stock.get", &lookup, Duration::from_secs(2))
+    ///     .await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn request_with<C, T, R>(
+        &self,
+        subject: &str,
+        value: &T,
+        timeout: Duration,
+    ) -> Result<R, RequestError>
+    where
+        C: Encoder<T> + Decoder<R>,
+        T: ?Sized,
+    {
+        let body = encode_with::<C, T>(subject, value).map_err(|error| RequestError::Encode {
+            subject: subject.to_string(),
+            message: error.to_string(),
+        })?;
+        let reply = self
+            .request_bytes(subject, HeaderMap::new(), body, timeout)
+            .await?;
+        codec::decode::<C, R>(reply.payload).map_err(|failure| RequestError::Decode {
+            subject: subject.to_string(),
+            message: failure.message().to_string(),
         })
     }
 
