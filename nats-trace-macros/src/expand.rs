@@ -192,8 +192,11 @@ pub fn publisher(args: &PublisherArgs, item: &ItemFn) -> TokenStream {
         },
         None => quote!(::core::option::Option::None),
     };
-    let is_result = quote_spanned! {output_span=>
-        #rt::publisher_output::<#output>();
+    let into_result = quote_spanned! {output_span=>
+        <#output as #rt::PublisherOutput>::into_result
+    };
+    let from_result = quote_spanned! {output_span=>
+        <#output as #rt::PublisherOutput>::from_result
     };
     let ok_span = written_ok_type(&sig.output).map_or(output_span, |ty| ty.span());
     let encoded = quote_spanned! {ok_span=>
@@ -212,10 +215,9 @@ pub fn publisher(args: &PublisherArgs, item: &ItemFn) -> TokenStream {
                 jetstream: #jetstream,
                 retries: #retries,
             };
-            #is_result
 
             let __nats_trace_output: #output = async move #block.await;
-            match __nats_trace_output {
+            #from_result(match #into_result(__nats_trace_output) {
                 ::core::result::Result::Ok(__nats_trace_value) => {
                     let __nats_trace_id = #message_id;
                     let __nats_trace_body = {
@@ -233,7 +235,7 @@ pub fn publisher(args: &PublisherArgs, item: &ItemFn) -> TokenStream {
                 ::core::result::Result::Err(__nats_trace_error) => {
                     ::core::result::Result::Err(__nats_trace_error)
                 }
-            }
+            })
         }
     }
 }

@@ -555,18 +555,36 @@ impl<E> ConvertNothing<E> for ErrorProbe<E> {
     }
 }
 
-/// The return type of a `#[nats_publisher]` function.
+/// The return type of a `#[nats_publisher]` function: a `Result`, whatever
+/// it is called.
 #[diagnostic::on_unimplemented(
     message = "#[nats_publisher] needs a `Result<T, E>` return type, not `{Self}`",
     label = "`T` is published, and a failed publish reaches the caller as `E`",
     note = "`E` must implement `From<nats_trace_runtime::PublishError>` (`anyhow::Error` does)"
 )]
-pub trait PublisherOutput {}
+pub trait PublisherOutput: Sized {
+    /// What is published.
+    type Ok;
+    /// What a failed publish becomes.
+    type Err;
+    /// The output as a `Result`.
+    fn into_result(self) -> Result<Self::Ok, Self::Err>;
+    /// The output from a `Result`.
+    fn from_result(result: Result<Self::Ok, Self::Err>) -> Self;
+}
 
-impl<T, E> PublisherOutput for Result<T, E> {}
+impl<T, E> PublisherOutput for Result<T, E> {
+    type Ok = T;
+    type Err = E;
 
-/// Fails to compile unless `R` is a `Result`.
-pub fn publisher_output<R: PublisherOutput>() {}
+    fn into_result(self) -> Self {
+        self
+    }
+
+    fn from_result(result: Self) -> Self {
+        result
+    }
+}
 
 #[cfg(test)]
 mod tests {
