@@ -138,7 +138,7 @@ impl<T: FromMessageParts> AsParts<T> for &&&Param<T> {
     async fn extract(self, ctx: &MessageContext, _: &mut Option<Bytes>) -> Result<T, Failure> {
         T::from_message_parts(ctx)
             .await
-            .map_err(|rejection| rejection.into_failure().rejected_by::<T::Rejection>())
+            .map_err(|rejection| rejection.into_failure().rejected_by::<T, T::Rejection>())
     }
 
     fn kind(self) -> IsPart {
@@ -176,7 +176,7 @@ impl<T: FromPayload> AsPayload<T> for &&Param<T> {
         async move {
             T::from_payload(body, ctx)
                 .await
-                .map_err(|rejection| rejection.into_failure().rejected_by::<T::Rejection>())
+                .map_err(|rejection| rejection.into_failure().rejected_by::<T, T::Rejection>())
         }
     }
 

@@ -216,13 +216,18 @@ impl Failure {
         self.headers.as_ref()
     }
 
-    /// Marks a failure an extractor returned as a rejection, naming `R`
-    /// as its `error.type` unless it has one.
-    pub(crate) fn rejected_by<R>(mut self) -> Self {
+    /// Marks a failure extractor `T` rejected a message with, as rejection
+    /// type `R`, as a rejection. Unless it has an `error.type`, it is named
+    /// after `R`, or after `T` when `R` is `Failure` itself and says nothing.
+    pub(crate) fn rejected_by<T, R>(mut self) -> Self {
         if self.kind == FailureKind::Handler {
             self.kind = FailureKind::Rejected;
         }
-        self.or_error_type::<R>()
+        if std::any::type_name::<R>() == std::any::type_name::<Failure>() {
+            self.or_error_type::<T>()
+        } else {
+            self.or_error_type::<R>()
+        }
     }
 
     /// Names `E` as the `error.type`, unless the failure has one.
@@ -312,9 +317,11 @@ mod tests {
             (FailureKind::Decode, 400, Disposition::Reject)
         );
 
-        let rejected = Failure::bad_request("no tenant").rejected_by::<String>();
+        let rejected = Failure::bad_request("no tenant").rejected_by::<u8, String>();
         assert_eq!(rejected.kind(), FailureKind::Rejected);
         assert_eq!(rejected.error_type(), "alloc::string::String");
+        let bare = Failure::bad_request("no tenant").rejected_by::<u8, Failure>();
+        assert_eq!(bare.error_type(), "u8", "named after the extractor");
     }
 
     #[test]

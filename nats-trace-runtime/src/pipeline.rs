@@ -221,7 +221,7 @@ async fn send_reply(
     reply_to: Subject,
     result: &Result<Reply, Failure>,
 ) {
-    let (mut headers, body) = match result {
+    let (headers, body) = match result {
         Ok(reply) => (reply.headers().cloned(), reply.body().clone()),
         Err(failure) => {
             let mut headers = failure.headers().cloned().unwrap_or_default();
@@ -236,7 +236,7 @@ async fn send_reply(
             (Some(headers), bytes::Bytes::new())
         }
     };
-    let mut headers = headers.take().unwrap_or_default();
+    let mut headers = headers.unwrap_or_default();
     telemetry.propagation.inject(cx, &mut headers);
     if let Err(error) = client.publish_with_headers(reply_to, headers, body).await {
         tracing::warn!(%error, "sending the reply failed");
@@ -248,20 +248,18 @@ async fn send_reply(
 }
 
 /// Ends the process span, first recording a failure on it and logging it
-/// with the span's context current and its ids as fields, so the line is
-/// found from the trace and the trace from the line.
+/// with the span as the current OpenTelemetry context, so the line carries
+/// its ids (the default logging prints them; an OpenTelemetry log bridge
+/// links the record to the span).
 fn end_span(handler: &'static Handler, cx: &Context, result: &Result<Reply, Failure>) {
     let span = cx.span();
     if let Err(failure) = result {
         let error_type = failure.error_type();
         span.set_attribute(KeyValue::new(semconv::ERROR_TYPE, error_type.to_string()));
         span.set_status(Status::error(failure.message().to_string()));
-        let ids = span.span_context();
         let _current = cx.clone().attach();
         tracing::warn!(
             handler = handler.name(),
-            trace_id = %ids.trace_id(),
-            span_id = %ids.span_id(),
             error.type = &*error_type,
             error.code = failure.service_code(),
             error = failure.message(),

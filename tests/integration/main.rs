@@ -3,6 +3,7 @@
 
 mod core_subscriber;
 mod credentials;
+mod handler_model;
 mod jetstream;
 mod otlp;
 mod publishing;
