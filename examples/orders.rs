@@ -3,10 +3,15 @@
 //! every order event, and a pricing service answers quote requests. Every
 //! message flow prints as one trace tree.
 //!
+//! The services' data lives in the runtime's state, not in statics: the
+//! price list the pricing service quotes from, and the ledger billing
+//! writes to, are given to the builder and taken as `State<T>`.
+//!
 //! Run it with `scripts/demo` (or `cargo run -p nats-trace-examples --example
 //! orders` once nats-server is installed). It uses `NATS_URL` when a server
 //! answers there, and otherwise starts its own on a free local port.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use nats_trace_runtime::prelude::*;
@@ -23,7 +28,7 @@ struct Order {
     cents: u64,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 struct Invoice {
     order: u64,
     customer: String,
@@ -40,11 +45,44 @@ struct Quote {
     cents: u64,
 }
 
+/// The price list, given to the runtime as state.
+#[derive(Debug, Clone)]
+struct Prices {
+    cents_per_item: u64,
+}
+
+/// The invoices billed so far, shared by every run of `bill`.
+#[derive(Debug, Clone, Default)]
+struct Ledger(Arc<Mutex<Vec<Invoice>>>);
+
+impl Ledger {
+    fn record(&self, invoice: &Invoice) {
+        let mut invoices = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        invoices.push(invoice.clone());
+    }
+
+    fn total(&self) -> (usize, u64) {
+        let invoices = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        (invoices.len(), invoices.iter().map(|i| i.cents).sum())
+    }
+}
+
 /// Why billing refused an order, or could not pass the invoice on.
 #[derive(Debug)]
 enum BillingError {
     Empty(u64),
     Publish(PublishError),
+}
+
+/// An empty order is the sender's mistake (422, never retried); a failed
+/// publish is the service's (503).
+impl IntoFailure for BillingError {
+    fn into_failure(self) -> Failure {
+        match self {
+            BillingError::Empty(_) => Failure::service(422, self.to_string()).reject(),
+            BillingError::Publish(_) => Failure::service(503, self.to_string()),
+        }
+    }
 }
 
 impl std::fmt::Display for BillingError {
@@ -76,16 +114,18 @@ async fn place_order(id: u64, customer: &str, cents: u64) -> Result<Order, Publi
 /// invoice is published on.
 #[nats_subscriber(subject = "orders.created", queue = "billing")]
 #[nats_publisher(subject = "invoices.created")]
-async fn bill(order: Order) -> Result<Invoice, BillingError> {
+async fn bill(order: Order, State(ledger): State<Ledger>) -> Result<Invoice, BillingError> {
     tokio::time::sleep(Duration::from_millis(3)).await;
     if order.cents == 0 {
         return Err(BillingError::Empty(order.id));
     }
-    Ok(Invoice {
+    let invoice = Invoice {
         order: order.id,
         customer: order.customer,
         cents: order.cents,
-    })
+    };
+    ledger.record(&invoice);
+    Ok(invoice)
 }
 
 #[nats_subscriber(subject = "invoices.created", queue = "mailer")]
@@ -101,9 +141,9 @@ async fn audit(order: Order, ctx: MessageContext) {
 
 /// Pricing: a request; the returned quote is the reply.
 #[nats_subscriber(subject = "prices.quote")]
-async fn quote(request: QuoteRequest) -> Quote {
+async fn quote(request: QuoteRequest, State(prices): State<Prices>) -> Quote {
     Quote {
-        cents: request.items * 499,
+        cents: request.items * prices.cents_per_item,
     }
 }
 
@@ -114,9 +154,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(ConsoleTreeExporter::stdout())
         .build();
+    let ledger = Ledger::default();
     // The trees below say it all; the runtime's log lines stay off here.
     let running = runtime::builder()
         .url(url)
+        .state(Prices {
+            cents_per_item: 499,
+        })
+        .state(ledger.clone())
         .tracer_provider(provider.clone())
         .logging(false)
         .start()
@@ -144,6 +189,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     running.stop().await?;
     provider.shutdown()?;
+    let (invoices, cents) = ledger.total();
+    println!("ledger: {invoices} invoice(s), {cents} cents billed");
     Ok(())
 }
 

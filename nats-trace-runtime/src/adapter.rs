@@ -587,6 +587,10 @@ impl<T, E> PublisherOutput for Result<T, E> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::needless_borrow,
+    reason = "the references choose the impl, as in the generated code"
+)]
 mod tests {
     use super::prelude::*;
     use super::*;

@@ -47,6 +47,14 @@ impl InFlight {
     }
 }
 
+/// What every handler of one runtime shares: the count of runs in
+/// progress, and the state its extractors read.
+#[derive(Clone, Default)]
+pub(crate) struct Shared {
+    pub(crate) in_flight: InFlight,
+    pub(crate) states: Arc<States>,
+}
+
 /// One run in progress; counted until dropped.
 struct InFlightGuard(Arc<AtomicUsize>);
 
@@ -84,15 +92,14 @@ impl Runs {
         handler: &'static Handler,
         consumer_group: Option<&'static str>,
         publisher: Publisher,
-        in_flight: InFlight,
-        states: Arc<States>,
+        shared: Shared,
     ) -> Self {
         Runs {
             handler,
             metrics: pipeline::metrics(handler, consumer_group, &publisher),
             publisher,
-            in_flight,
-            states,
+            in_flight: shared.in_flight,
+            states: shared.states,
             permits: Arc::new(Semaphore::new(handler.concurrency())),
             running: FuturesUnordered::new(),
         }
@@ -294,8 +301,10 @@ mod tests {
             &HANDLER,
             Some(SPEC.consumer),
             publisher,
-            in_flight.clone(),
-            Default::default(),
+            super::Shared {
+                in_flight: in_flight.clone(),
+                states: Default::default(),
+            },
         );
         let permits = runs.permits().clone();
         let free = || permits.available_permits();

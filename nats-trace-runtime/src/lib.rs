@@ -144,7 +144,11 @@ pub use tracing;
 /// - `Ok` → ack, confirmed by the server;
 /// - `Err` or panic → nak with the backoff delay for its delivery count;
 ///   on delivery `max_deliver` → dead letter, then term;
-/// - undecodable payload → dead letter, then term (it will never decode).
+/// - an error whose [`Failure`] says [`retry_after`](Failure::retry_after)
+///   → nak with that delay instead;
+/// - an error whose [`Failure`] says [`reject`](Failure::reject), an
+///   undecodable payload, or a rejecting extractor → dead letter, then
+///   term, on this delivery (retrying cannot help).
 ///
 /// The dead letter carries the original payload and headers, read back
 /// from the stream, its trace context, and [`jetstream::dead_letter_headers`]
@@ -160,27 +164,33 @@ pub use tracing;
 ///
 /// # Parameters
 ///
-/// Exactly one **payload** parameter, decoded from the message body:
-/// - `bytes::Bytes` or `String` take the body as-is (a `String` must be UTF-8);
-/// - any other type must implement `serde::de::DeserializeOwned` and is decoded as JSON.
+/// Every parameter is an extractor, in any order (see [`extract`]):
+/// - exactly one **payload**, decoded from the body: a [`FromPayload`] type
+///   (`Bytes`, `Vec<u8>` and `String` as they are; [`Json<T>`](Json),
+///   `Protobuf<T>`, `MsgPack<T>` and [`codec::Encoded<C, T>`] through their
+///   codec; `()` to ignore the body), or else any `T: serde::Deserialize`,
+///   as JSON;
+/// - any number of [`FromMessageParts`] types, read from the message around
+///   the body: [`State<T>`] (the runtime's state), [`MessageContext`] (also
+///   by reference), `async_nats::Subject`, `async_nats::HeaderMap`,
+///   `Option<T>` of these, and your own.
 ///
-/// Optionally one [`MessageContext`] (by value or by reference) for the
-/// subject, headers, reply subject and OpenTelemetry context.
-///
-/// The classification is by name: a type named `MessageContext` is the
-/// context, `Bytes` and `String` are raw bodies, and a return type named
-/// `Result` is fallible. Type aliases of these are not recognised.
+/// Which one a type is, is decided by the traits it implements, never by its
+/// name: a type alias is the type it names, and `Vec<u8>` is raw although it
+/// is `Deserialize` too.
 ///
 /// # Return type
 ///
-/// `()`, `T`, `Result<(), E>` or `Result<T, E>`, where `T` is encoded like a
-/// payload (`Bytes` / `String` raw, other types as JSON) and `E: Display`
-/// (e.g. `anyhow::Error` or a `thiserror` type). When the message is a
-/// request, `T` is the reply; an `Err`, a panic or an undecodable payload
-/// replies with the `Nats-Service-Error` and `Nats-Service-Error-Code`
-/// headers (400 for a bad payload, 500 otherwise), and never quotes the
-/// payload. Handlers whose `T` is `()` never reply: they may share a subject
-/// with a JetStream stream without answering its publish acknowledgements.
+/// Anything [`ToReply`] (`()`, the raw types, the codec wrappers, [`Reply`]
+/// with headers) or else `Serialize` (as JSON), or a `Result` of one (an
+/// alias too) whose error is [`IntoFailure`] or else `Display`. When the
+/// message is a request, the `Ok` value is the reply; a failure replies with
+/// the `Nats-Service-Error` and `Nats-Service-Error-Code` headers: its own
+/// code and headers for an `IntoFailure` error, 500 and its `Display` for
+/// another error or a panic, 400 for an undecodable payload or a rejecting
+/// extractor. The payload is never quoted. Handlers whose `Ok` type is `()`
+/// never reply: they may share a subject with a JetStream stream without
+/// answering its publish acknowledgements.
 ///
 /// Handlers are free functions: the registration cannot live in an `impl`
 /// block, so an associated function fails to compile.
@@ -194,27 +204,46 @@ pub use tracing;
 ///
 /// # Equivalent code without the macro
 ///
-/// The macro leaves the function as written and adds a registration,
-/// roughly:
+/// The macro leaves the function as written and adds a registration. For
+/// `async fn bill(order: Order, State(db): State<Db>) -> Result<(), BillingError>`
+/// it is, with the compiler choosing each step from the types' traits
+/// (`&&&&Param::<T>` resolves to `State<T>`, then `FromMessageParts`, then
+/// `FromPayload`, then JSON; see the `__private::adapter` glue):
 ///
 /// ```ignore
 /// const _: () = {
 ///     fn adapter(delivery: Delivery) -> HandlerFuture {
 ///         Box::pin(async move {
 ///             let (body, ctx) = delivery.into_parts();
-///             let order = decode_json::<Order>(&body)?;
-///             match bill(order).await {
-///                 Ok(value) => encode_unit(value),
-///                 Err(error) => Err(Failure::handler(error)),
+///             let mut body = Some(body);
+///             // Compile time only: exactly one parameter is the payload.
+///             let count = NoPayload;
+///             let count = Tally::tally(count, (&&&&Param::<Order>::new()).kind());
+///             let count = Tally::tally(count, (&&&&Param::<State<Db>>::new()).kind());
+///             exactly_one_payload(count);
+///             // JSON, as `Order` is only `Deserialize`; a failure is the reply.
+///             let arg0 = (&&&&Param::<Order>::new()).extract(&ctx, &mut body).await?;
+///             let arg1 = (&&&&Param::<State<Db>>::new()).extract(&ctx, &mut body).await?;
+///             drop((ctx, body));
+///             let ret = bill(arg0, arg1).await;
+///             match (&Output::of(&ret)).split(ret) {
+///                 Ok(ok) => (&&Probe::of(&ok)).encode(&ok),
+///                 Err(err) => Err((&&&ErrorProbe::of(&err)).convert(err)),
 ///             }
 ///         })
+///     }
+///     fn replies() -> bool { /* `ToReply::REPLIES` of the `Ok` type: false for `()` */ }
+///     fn requirements(r: &mut Requirements) {
+///         (&&&&Param::<Order>::new()).requirements(r);
+///         (&&&&Param::<State<Db>>::new()).requirements(r); // declares `Db`
 ///     }
 ///     inventory::submit!(Handler::__new(HandlerSpec {
 ///         name: "my_crate::bill",
 ///         subject: "orders.*",
 ///         span_name: "process orders.*",
 ///         source: Source::Core { queue: Some("billing") },
-///         replies: false, // `bill` returns `()` on success
+///         replies,
+///         requirements,
 ///         concurrency: Some(8),
 ///         call: adapter,
 ///         file: file!(),
@@ -291,14 +320,26 @@ pub use nats_trace_macros::nats_subscriber;
 /// (see [`runtime::Running::scope`]). With no runtime running it returns
 /// [`PublishError::NotConnected`].
 ///
+/// The `Ok` value is encoded as a handler's reply: a [`ToReply`] type
+/// (`Protobuf<T>`, `MsgPack<T>`, [`Json<T>`](Json), raw bodies, a [`Reply`]
+/// whose headers are published with it) or else a `Serialize` type as JSON.
+///
 /// # Equivalent code without the macro
 ///
 /// ```ignore
 /// async fn create_order(input: NewOrder) -> Result<Order, OrderError> {
-///     async fn inner(input: NewOrder) -> Result<Order, OrderError> { /* body */ }
-///     let order = inner(input).await?;
-///     Publisher::current()?.publish("orders.created", &order).await?;
-///     Ok(order)
+///     static SPEC: PublishSpec = PublishSpec { subject: "orders.created", jetstream: false, retries: None };
+///     let output: Result<Order, OrderError> = async move { /* body */ }.await;
+///     PublisherOutput::from_result(match PublisherOutput::into_result(output) {
+///         Ok(order) => {
+///             let body = (&&Probe::of(&order)).encode(&order); // JSON: `Order` is `Serialize`
+///             match publish_output(&SPEC, body, None).await {
+///                 Ok(()) => Ok(order),
+///                 Err(error) => Err(OrderError::from(error)),
+///             }
+///         }
+///         Err(error) => Err(error),
+///     })
 /// }
 /// ```
 pub use nats_trace_macros::nats_publisher;

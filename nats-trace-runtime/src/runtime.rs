@@ -19,7 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::connection::{self, ConnectRetry, ConnectionEvents, ConnectionStats};
 use crate::credentials::Credentials;
-use crate::dispatch::InFlight;
+use crate::dispatch::{InFlight, Shared};
 use crate::error::Error;
 use crate::extract::States;
 use crate::jetstream::{self, StreamSpec};
@@ -360,6 +360,10 @@ impl Builder {
         let publisher = Publisher::from_parts(client.clone(), telemetry.clone());
         let (stop, _) = StopHandle::new();
         let in_flight = InFlight::default();
+        let shared = Shared {
+            in_flight: in_flight.clone(),
+            states,
+        };
         let mut tasks = JoinSet::new();
         let jetstream = async_nats::jetstream::new(client.clone());
         let mut streams = self.streams;
@@ -376,8 +380,7 @@ impl Builder {
                             handler,
                             subscriber,
                             publisher.clone(),
-                            in_flight.clone(),
-                            states.clone(),
+                            shared.clone(),
                             stop.subscribe(),
                         ));
                     }
@@ -390,8 +393,7 @@ impl Builder {
                             jetstream.clone(),
                             consumer,
                             publisher.clone(),
-                            in_flight.clone(),
-                            states.clone(),
+                            shared.clone(),
                             stop.subscribe(),
                         ));
                     }

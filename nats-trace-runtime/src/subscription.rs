@@ -1,17 +1,14 @@
 //! Feeding one handler from its core NATS subscription, at most
 //! `concurrency` messages at a time, until the runtime stops.
 
-use std::sync::Arc;
-
 use std::time::Duration;
 
 use async_nats::{Client, Subscriber};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 
-use crate::dispatch::{InFlight, Runs};
+use crate::dispatch::{Runs, Shared};
 use crate::error::Error;
-use crate::extract::States;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
 
@@ -50,11 +47,10 @@ pub(crate) async fn serve(
     handler: &'static Handler,
     mut subscriber: Subscriber,
     publisher: Publisher,
-    in_flight: InFlight,
-    states: Arc<States>,
+    shared: Shared,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut runs = Runs::new(handler, handler.queue(), publisher, in_flight, states);
+    let mut runs = Runs::new(handler, handler.queue(), publisher, shared);
     let mut draining = false;
     // One future for the whole loop: building it per message registered a
     // new waiter on the stop signal every time.

@@ -23,9 +23,8 @@ use super::pull;
 use super::settle::{JetStreamDelivery, Settler};
 use super::spec::JetStreamSpec;
 use crate::backoff::Backoff;
-use crate::dispatch::{InFlight, Runs};
+use crate::dispatch::{Runs, Shared};
 use crate::error::Error;
-use crate::extract::States;
 use crate::publisher::Publisher;
 use crate::registry::Handler;
 
@@ -100,17 +99,10 @@ pub(crate) async fn serve(
     jetstream: JetStream,
     mut consumer: PullConsumer,
     publisher: Publisher,
-    in_flight: InFlight,
-    states: Arc<States>,
+    shared: Shared,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut runs = Runs::new(
-        handler,
-        Some(spec.consumer),
-        publisher.clone(),
-        in_flight,
-        states,
-    );
+    let mut runs = Runs::new(handler, Some(spec.consumer), publisher.clone(), shared);
     let permits = runs.permits().clone();
     let settler = Arc::new(Settler::new(handler, spec, &jetstream, &publisher));
     let mut failures = 0u32;
