@@ -542,3 +542,38 @@ async fn the_failure_log_line_carries_the_process_spans_trace_id() {
         "{line}"
     );
 }
+
+mod no_jetstream {
+    use super::*;
+
+    #[nats_subscriber(stream = "NOJS", consumer = "nojs", subject = "nojs.orders")]
+    async fn take(_: ()) {}
+}
+
+#[tokio::test]
+async fn a_server_without_jetstream_fails_start_saying_how_to_enable_it() {
+    let server = nats_trace_testing::NatsServer::builder()
+        .jetstream(false)
+        .start()
+        .unwrap_or_else(|error| panic!("{error}"));
+    let capture = SpanCapture::new();
+    let error = support::builder(
+        &server,
+        &capture,
+        "integration::handler_model::no_jetstream::",
+    )
+    .stream(StreamSpec {
+        name: "NOJS",
+        subjects: &["nojs.>"],
+        ..StreamSpec::DEFAULT
+    })
+    .start()
+    .await
+    .expect_err("no JetStream");
+
+    let message = error.to_string();
+    assert!(
+        message.contains("NOJS") && message.contains("`-js`"),
+        "{message}"
+    );
+}
