@@ -184,16 +184,14 @@ impl FromMessageParts for HeaderMap {
     }
 }
 
-/// `None` where `T` would reject the message.
+/// `None` where `T` would reject the message. It requires nothing of the
+/// runtime: an `Option<State<T>>` is `None` in a runtime given no `T`,
+/// which starts all the same.
 impl<T: FromMessageParts> FromMessageParts for Option<T> {
     type Rejection = std::convert::Infallible;
 
     async fn from_message_parts(ctx: &MessageContext) -> Result<Self, Self::Rejection> {
         Ok(T::from_message_parts(ctx).await.ok())
-    }
-
-    fn requirements(requirements: &mut Requirements) {
-        T::requirements(requirements);
     }
 }
 
@@ -272,8 +270,14 @@ mod tests {
     fn requirements_are_listed_once() {
         let mut requirements = Requirements::default();
         State::<u32>::requirements(&mut requirements);
-        Option::<State<u32>>::requirements(&mut requirements);
+        State::<u32>::requirements(&mut requirements);
         MessageContext::requirements(&mut requirements);
         assert_eq!(requirements.states(), &[(TypeId::of::<u32>(), "u32")]);
+        let mut optional = Requirements::default();
+        Option::<State<u64>>::requirements(&mut optional);
+        assert!(
+            optional.states().is_empty(),
+            "an optional state is not required"
+        );
     }
 }

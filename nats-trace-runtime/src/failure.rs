@@ -39,11 +39,18 @@ use async_nats::HeaderMap;
 #[derive(Debug, Clone)]
 pub struct Failure {
     kind: FailureKind,
-    error_type: Option<Cow<'static, str>>,
-    message: String,
     code: u16,
+    message: String,
+    /// Boxed, with the headers: failures are rare, and every run's state
+    /// holds room for one.
+    rest: Box<FailureDetails>,
+}
+
+#[derive(Debug, Clone)]
+struct FailureDetails {
+    error_type: Option<Cow<'static, str>>,
     disposition: Disposition,
-    headers: Option<HeaderMap>,
+    headers: Option<Box<HeaderMap>>,
 }
 
 /// The stage at which a message failed.
@@ -87,11 +94,13 @@ impl Failure {
     pub fn service(code: u16, description: impl Into<String>) -> Self {
         Failure {
             kind: FailureKind::Handler,
-            error_type: None,
-            message: description.into(),
             code,
-            disposition: Disposition::Retry,
-            headers: None,
+            message: description.into(),
+            rest: Box::new(FailureDetails {
+                error_type: None,
+                disposition: Disposition::Retry,
+                headers: None,
+            }),
         }
     }
 
@@ -100,9 +109,7 @@ impl Failure {
     pub fn bad_request(description: impl Into<String>) -> Self {
         Failure {
             kind: FailureKind::Rejected,
-            code: 400,
-            disposition: Disposition::Reject,
-            ..Failure::service(400, description)
+            ..Failure::service(400, description).reject()
         }
     }
 
@@ -116,11 +123,9 @@ impl Failure {
     pub fn decode_described<E>(message: String) -> Self {
         Failure {
             kind: FailureKind::Decode,
-            error_type: Some(Cow::Borrowed(std::any::type_name::<E>())),
-            message,
-            code: 400,
-            disposition: Disposition::Reject,
-            headers: None,
+            ..Failure::service(400, message)
+                .with_error_type(std::any::type_name::<E>())
+                .reject()
         }
     }
 
@@ -155,27 +160,27 @@ impl Failure {
     /// Sets the `error.type` recorded on the span, e.g. `"not_found"`.
     /// Keep it low-cardinality: a type or a code, never an id.
     pub fn with_error_type(mut self, error_type: impl Into<Cow<'static, str>>) -> Self {
-        self.error_type = Some(error_type.into());
+        self.rest.error_type = Some(error_type.into());
         self
     }
 
     /// Adds a header to the error reply a requester gets, cleaned as
     /// [`Reply::with_header`](crate::Reply::with_header) does.
     pub fn with_header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
-        crate::reply::insert_header(&mut self.headers, name.as_ref(), value.as_ref());
+        crate::reply::insert_header(&mut self.rest.headers, name.as_ref(), value.as_ref());
         self
     }
 
     /// On JetStream: dead letter and term now, without retrying.
     pub fn reject(mut self) -> Self {
-        self.disposition = Disposition::Reject;
+        self.rest.disposition = Disposition::Reject;
         self
     }
 
     /// On JetStream: redeliver after `delay` instead of the handler's
     /// backoff (still dead-lettered at `max_deliver`).
     pub fn retry_after(mut self, delay: Duration) -> Self {
-        self.disposition = Disposition::RetryAfter(delay);
+        self.rest.disposition = Disposition::RetryAfter(delay);
         self
     }
 
@@ -188,7 +193,7 @@ impl Failure {
     /// one set with [`with_error_type`](Self::with_error_type), `panic`, or
     /// else the service code.
     pub fn error_type(&self) -> Cow<'static, str> {
-        match &self.error_type {
+        match &self.rest.error_type {
             Some(error_type) => error_type.clone(),
             None => Cow::Owned(self.code.to_string()),
         }
@@ -208,12 +213,12 @@ impl Failure {
 
     /// What JetStream does with the message.
     pub fn disposition(&self) -> Disposition {
-        self.disposition
+        self.rest.disposition
     }
 
     /// The headers added to the error reply.
     pub fn headers(&self) -> Option<&HeaderMap> {
-        self.headers.as_ref()
+        self.rest.headers.as_deref()
     }
 
     /// Marks a failure extractor `T` rejected a message with, as rejection
@@ -232,8 +237,8 @@ impl Failure {
 
     /// Names `E` as the `error.type`, unless the failure has one.
     pub(crate) fn or_error_type<E>(mut self) -> Self {
-        if self.error_type.is_none() {
-            self.error_type = Some(Cow::Borrowed(std::any::type_name::<E>()));
+        if self.rest.error_type.is_none() {
+            self.rest.error_type = Some(Cow::Borrowed(std::any::type_name::<E>()));
         }
         self
     }

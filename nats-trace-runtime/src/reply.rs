@@ -28,7 +28,8 @@ use crate::failure::Failure;
 #[derive(Debug, Clone, Default)]
 pub struct Reply {
     body: Bytes,
-    headers: Option<HeaderMap>,
+    /// Boxed: most replies have none, and every run's state holds a reply.
+    headers: Option<Box<HeaderMap>>,
 }
 
 impl Reply {
@@ -66,7 +67,7 @@ impl Reply {
 
     /// The reply's own headers (the trace context is added when it is sent).
     pub fn headers(&self) -> Option<&HeaderMap> {
-        self.headers.as_ref()
+        self.headers.as_deref()
     }
 
     /// Takes the body.
@@ -76,7 +77,7 @@ impl Reply {
 
     /// Takes the body and the headers.
     pub fn into_parts(self) -> (Bytes, Option<HeaderMap>) {
-        (self.body, self.headers)
+        (self.body, self.headers.map(|headers| *headers))
     }
 }
 
@@ -153,11 +154,11 @@ pub(crate) fn header_text(text: &str) -> HeaderValue {
 
 /// Inserts `name: value` into `headers`, or warns and leaves it out when
 /// `name` cannot be a NATS header name.
-pub(crate) fn insert_header(headers: &mut Option<HeaderMap>, name: &str, value: &str) {
+pub(crate) fn insert_header(headers: &mut Option<Box<HeaderMap>>, name: &str, value: &str) {
     match HeaderName::from_str(name) {
         Ok(header) if !name.is_empty() => {
             headers
-                .get_or_insert_with(HeaderMap::new)
+                .get_or_insert_with(Box::default)
                 .insert(header, header_text(value));
         }
         _ => tracing::warn!(
