@@ -50,6 +50,38 @@ pub mod prelude {
     };
 }
 
+/// Declares a probe: a zero-sized stand-in for a type `T`, whose methods
+/// the compiler picks by the traits `T` implements. `Copy`, so that a
+/// method taking it by value is found through any number of references.
+macro_rules! probe {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        pub struct $name<T>(PhantomData<fn() -> T>);
+
+        impl<T> Clone for $name<T> {
+            fn clone(&self) -> Self {
+                *self
+            }
+        }
+
+        impl<T> Copy for $name<T> {}
+
+        impl<T> $name<T> {
+            /// The probe of `T`.
+            #[allow(clippy::new_without_default)]
+            pub const fn new() -> Self {
+                $name(PhantomData)
+            }
+
+            /// The probe of `value`'s type.
+            pub fn of(value: &T) -> Self {
+                let _ = value;
+                $name(PhantomData)
+            }
+        }
+    };
+}
+
 /// Marks a parameter that reads the message around the body.
 pub struct IsPart;
 /// Marks the parameter that decodes the body.
@@ -58,24 +90,10 @@ pub struct IsPayload;
 /// it causes no second error.
 pub struct IsUnknown;
 
-/// A handler parameter of type `T`, for the compiler to choose its extractor.
-pub struct Param<T>(PhantomData<fn() -> T>);
-
-impl<T> Clone for Param<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for Param<T> {}
-
-impl<T> Param<T> {
-    /// The parameter's probe.
-    #[allow(clippy::new_without_default)]
-    pub const fn new() -> Self {
-        Param(PhantomData)
-    }
-}
+probe!(
+    /// A handler parameter of type `T`, for the compiler to choose its extractor.
+    Param
+);
 
 /// `State<T>`: first, so that a `T` that is not `Clone`, `Send` or `Sync`
 /// is reported as such.
@@ -330,32 +348,14 @@ pub fn exactly_one_payload<C: ExactlyOnePayload>(count: C) {
     let _ = count;
 }
 
-/// A handler's output type, for the compiler to split into `Ok` and `Err`.
-pub struct Output<R>(PhantomData<fn() -> R>);
+probe!(
+    /// A handler's output type, for the compiler to split into `Ok` and `Err`.
+    Output
+);
 
-impl<R> Clone for Output<R> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<R> Copy for Output<R> {}
-
-impl<R> Output<R> {
-    /// The output's probe, with no value: see [`observe`](Self::observe).
-    #[allow(clippy::new_without_default)]
-    pub const fn new() -> Self {
-        Output(PhantomData)
-    }
-
-    /// The probe of `value`'s type.
-    pub fn of(value: &R) -> Self {
-        let _ = value;
-        Output(PhantomData)
-    }
-
-    /// Fixes `R` by inference, from code that never runs.
-    pub fn observe(&self, value: R) {
+impl<T> Output<T> {
+    /// Fixes `T` by inference, from code that never runs.
+    pub fn observe(&self, value: T) {
         let _ = value;
     }
 }
@@ -396,24 +396,10 @@ impl<R> SplitValue<R> for Output<R> {
     }
 }
 
-/// A reply or published type, for the compiler to choose its encoding.
-pub struct Probe<T>(PhantomData<fn() -> T>);
-
-impl<T> Clone for Probe<T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for Probe<T> {}
-
-impl<T> Probe<T> {
-    /// The probe of `value`'s type.
-    pub fn of(value: &T) -> Self {
-        let _ = value;
-        Probe(PhantomData)
-    }
-}
+probe!(
+    /// A reply or published type, for the compiler to choose its encoding.
+    Probe
+);
 
 /// A [`ToReply`] type.
 pub trait EncodeToReply<T> {
@@ -474,24 +460,10 @@ impl<T> EncodeNothing<T> for Probe<T> {
     }
 }
 
-/// A handler's error type, for the compiler to choose its conversion.
-pub struct ErrorProbe<E>(PhantomData<fn() -> E>);
-
-impl<E> Clone for ErrorProbe<E> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<E> Copy for ErrorProbe<E> {}
-
-impl<E> ErrorProbe<E> {
-    /// The probe of `error`'s type.
-    pub fn of(error: &E) -> Self {
-        let _ = error;
-        ErrorProbe(PhantomData)
-    }
-}
+probe!(
+    /// A handler's error type, for the compiler to choose its conversion.
+    ErrorProbe
+);
 
 /// A [`Failure`] as it is.
 pub trait ConvertFailure {

@@ -17,7 +17,7 @@ use opentelemetry::trace::Status;
 use opentelemetry_semantic_conventions::attribute as semconv;
 use serde::{Deserialize, Serialize};
 
-use crate::support::{self, Buffer, WAIT};
+use crate::support::{self, WAIT};
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -502,17 +502,7 @@ mod logged {
 async fn the_failure_log_line_carries_the_process_spans_trace_id() {
     let server = support::server();
     let capture = SpanCapture::new();
-    let logs = Buffer::default();
-    let writer = logs.clone();
-    // The subscriber `run()` installs, writing into a buffer, on this
-    // test's thread only (the runtime below runs on it).
-    let default = nats_trace_runtime::telemetry::logging::subscriber(move || writer.clone(), false);
-    let _guard = tracing::subscriber::set_default(default);
-    // The line is logged at a callsite in the runtime that tests on other
-    // threads hit too, with no subscriber; `tracing` caches whether a
-    // callsite is wanted globally, and a rebuild running on another thread
-    // while this subscriber was set could have left it stale.
-    tracing::callsite::rebuild_interest_cache();
+    let (logs, _guard) = support::capture_logs();
 
     let running = support::start(&server, &capture, "integration::handler_model::logged::").await;
     running
@@ -524,19 +514,7 @@ async fn the_failure_log_line_carries_the_process_spans_trace_id() {
     running.stop().await.expect("clean stop");
 
     let process = named(&spans, "process logged.failure")[0];
-    let logs = logs.text();
-    let line = logs
-        .lines()
-        .find(|line| line.contains("message failed"))
-        .unwrap_or_else(|| panic!("no failure line in:\n{logs}"));
-    assert!(
-        line.contains(&format!(
-            "trace_id={} span_id={}",
-            process.span_context.trace_id(),
-            process.span_context.span_id()
-        )),
-        "{line}"
-    );
+    let line = support::assert_logged_in_span(&logs, "message failed", process);
     assert!(
         line.contains("disk full") && line.contains("error.code=500"),
         "{line}"

@@ -12,6 +12,7 @@ use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanKind, TraceContextExt, Tracer, TracerProvider};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SpanData;
 
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -87,6 +88,40 @@ impl std::io::Write for Buffer {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Logs the runtime's default format into a buffer, on this test's thread
+/// only (a current-thread runtime started on it logs there), until the
+/// guard is dropped.
+pub fn capture_logs() -> (Buffer, tracing::subscriber::DefaultGuard) {
+    let logs = Buffer::default();
+    let writer = logs.clone();
+    let default = nats_trace_runtime::telemetry::logging::subscriber(move || writer.clone(), false);
+    let guard = tracing::subscriber::set_default(default);
+    // `tracing` caches globally whether a callsite is wanted; a rebuild of
+    // that cache on another test's thread while this subscriber was set
+    // could have left a shared callsite (one in the runtime) stale.
+    tracing::callsite::rebuild_interest_cache();
+    (logs, guard)
+}
+
+/// The line of `logs` that contains `needle`, and the span's ids in it, or
+/// a panic that shows the logs.
+pub fn assert_logged_in_span(logs: &Buffer, needle: &str, span: &SpanData) -> String {
+    let logs = logs.text();
+    let line = logs
+        .lines()
+        .find(|line| line.contains(needle))
+        .unwrap_or_else(|| panic!("no line with {needle:?} in:\n{logs}"));
+    assert!(
+        line.contains(&format!(
+            "trace_id={} span_id={}",
+            span.span_context.trace_id(),
+            span.span_context.span_id()
+        )),
+        "{line}"
+    );
+    line.to_string()
 }
 
 /// Every attribute value of every span, for checks that a secret never

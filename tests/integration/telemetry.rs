@@ -15,7 +15,7 @@ use opentelemetry_sdk::metrics::{
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::support::{self, Buffer};
+use crate::support;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Order {
@@ -371,12 +371,7 @@ mod logged {
 async fn the_default_logging_prints_the_process_spans_trace_id() {
     let server = support::server();
     let capture = SpanCapture::new();
-    let logs = Buffer::default();
-    let writer = logs.clone();
-    // The subscriber `run()` installs, writing into a buffer, on this
-    // test's thread only (the runtime below runs on it).
-    let default = nats_trace_runtime::telemetry::logging::subscriber(move || writer.clone(), false);
-    let _guard = tracing::subscriber::set_default(default);
+    let (logs, _guard) = support::capture_logs();
 
     let running = support::start(&server, &capture, "integration::telemetry::logged::").await;
     running
@@ -388,19 +383,7 @@ async fn the_default_logging_prints_the_process_spans_trace_id() {
     running.stop().await.expect("clean stop");
 
     let process = named(&spans, "process logged.orders")[0];
-    let logs = logs.text();
-    let line = logs
-        .lines()
-        .find(|line| line.contains("taking the order"))
-        .unwrap_or_else(|| panic!("no log line from the handler in:\n{logs}"));
-    assert!(
-        line.contains(&format!(
-            "trace_id={} span_id={}",
-            process.span_context.trace_id(),
-            process.span_context.span_id()
-        )),
-        "{line}"
-    );
+    support::assert_logged_in_span(&logs, "taking the order", process);
 }
 
 mod resilient {
