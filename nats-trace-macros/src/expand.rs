@@ -38,7 +38,7 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
         });
         let arg = format_ident!("__nats_trace_arg{}", index);
         extract.push(quote_spanned! {ty.span()=>
-            let #arg = match #probe.extract(&__nats_trace_ctx, &mut __nats_trace_body).await {
+            let #arg = match #probe.extract(__nats_trace_ctx, &mut __nats_trace_body).await {
                 ::core::result::Result::Ok(value) => value,
                 ::core::result::Result::Err(failure) => return ::core::result::Result::Err(failure),
             };
@@ -81,18 +81,24 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
         (&&(&__nats_trace_output).ok()).replies()
     };
 
+    let arg_names: Vec<_> = (0..handler.params.len())
+        .map(|index| format_ident!("__nats_trace_arg{}", index))
+        .collect();
     let body = quote! {
         #[allow(unused_imports)]
         use #rt::prelude::*;
-        let (__nats_trace_body, __nats_trace_ctx) = __nats_trace_delivery.into_parts();
-        #[allow(unused_mut)]
-        let mut __nats_trace_body = ::core::option::Option::Some(__nats_trace_body);
         let __nats_trace_count = #rt::NoPayload;
         #(#tally)*
         #count
-        #(#extract)*
-        // Not kept in the run's state while the handler runs.
-        ::core::mem::drop((__nats_trace_ctx, __nats_trace_body));
+        // In a block, so that the delivery is dropped where it is, not kept
+        // in the run's state while the handler runs.
+        let (#(#arg_names,)*) = {
+            let mut __nats_trace_delivery = __nats_trace_delivery;
+            #[allow(unused_mut, unused_variables)]
+            let (__nats_trace_ctx, mut __nats_trace_body) = __nats_trace_delivery.parts();
+            #(#extract)*
+            (#(#arg_names,)*)
+        };
         let __nats_trace_ret = #fn_name(#(#call_args),*).await;
         #finish
     };

@@ -115,8 +115,10 @@ impl Delivery {
         }
     }
 
-    /// Splits into the body and the context.
-    pub fn into_parts(self) -> (Bytes, MessageContext) {
-        (self.payload, self.context)
+    /// The context, borrowed where it is, and the body, taken out (once):
+    /// what the extractors read. The delivery is then dropped where it is,
+    /// with nothing moved.
+    pub fn parts(&mut self) -> (&MessageContext, Option<Bytes>) {
+        (&self.context, Some(std::mem::take(&mut self.payload)))
     }
 }

@@ -7,8 +7,10 @@
 //!   a bare `T: serde::Deserialize` is a JSON payload.
 //!
 //! Parameters may come in any order. An extractor that fails rejects the
-//! message: code 400 to a requester, a dead letter and term on JetStream,
-//! unless its rejection's [`IntoFailure`] says otherwise.
+//! message with its rejection's [`IntoFailure`]. [`Failure::bad_request`]
+//! is the usual one: code 400 to a requester, a dead letter and term on
+//! JetStream. A transient problem (a lookup that timed out) can say
+//! [`Failure::service`]`(503, ..)` instead, which JetStream retries.
 //!
 //! ```
 //! use nats_trace_runtime::prelude::*;

@@ -208,23 +208,25 @@ pub use tracing;
 /// `async fn bill(order: Order, State(db): State<Db>) -> Result<(), BillingError>`
 /// it is, with the compiler choosing each step from the types' traits
 /// (`&&&&Param::<T>` resolves to `State<T>`, then `FromMessageParts`, then
-/// `FromPayload`, then JSON; see the `__private::adapter` glue):
+/// `FromPayload`, then JSON; the glue is in the runtime's `adapter` module):
 ///
 /// ```ignore
 /// const _: () = {
 ///     fn adapter(delivery: Delivery) -> HandlerFuture {
 ///         Box::pin(async move {
-///             let (body, ctx) = delivery.into_parts();
-///             let mut body = Some(body);
 ///             // Compile time only: exactly one parameter is the payload.
 ///             let count = NoPayload;
 ///             let count = Tally::tally(count, (&&&&Param::<Order>::new()).kind());
 ///             let count = Tally::tally(count, (&&&&Param::<State<Db>>::new()).kind());
 ///             exactly_one_payload(count);
-///             // JSON, as `Order` is only `Deserialize`; a failure is the reply.
-///             let arg0 = (&&&&Param::<Order>::new()).extract(&ctx, &mut body).await?;
-///             let arg1 = (&&&&Param::<State<Db>>::new()).extract(&ctx, &mut body).await?;
-///             drop((ctx, body));
+///             let (arg0, arg1) = {
+///                 let mut delivery = delivery;
+///                 let (ctx, mut body) = delivery.parts();
+///                 // JSON, as `Order` is only `Deserialize`; a failure is the reply.
+///                 let arg0 = (&&&&Param::<Order>::new()).extract(ctx, &mut body).await?;
+///                 let arg1 = (&&&&Param::<State<Db>>::new()).extract(ctx, &mut body).await?;
+///                 (arg0, arg1)
+///             };
 ///             let ret = bill(arg0, arg1).await;
 ///             match (&Output::of(&ret)).split(ret) {
 ///                 Ok(ok) => (&&Probe::of(&ok)).encode(&ok),

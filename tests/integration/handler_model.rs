@@ -136,6 +136,12 @@ mod codecs {
         })
     }
 
+    /// `Vec<u8>` is `Deserialize` too, but raw: never decoded as JSON.
+    #[nats_subscriber(subject = "codec.raw")]
+    async fn raw(body: Vec<u8>) -> Vec<u8> {
+        body.into_iter().rev().collect()
+    }
+
     #[nats_subscriber(subject = "codec.order")]
     async fn order(MsgPack(mut order): MsgPack<Order>) -> MsgPack<Order> {
         order.id += 1;
@@ -182,11 +188,21 @@ async fn protobuf_and_msgpack_round_trip_and_an_undecodable_body_is_a_400() {
         )
         .await
         .expect_err("a decode failure");
+    let raw = publisher
+        .request_bytes(
+            "codec.raw",
+            Default::default(),
+            Bytes::from_static(b"\x93\x01\xff"),
+            TIMEOUT,
+        )
+        .await
+        .expect("raw bytes are no JSON, and need not be");
     let spans = capture.wait_for_named("process codec.stock", 2).await;
     let spans_order = capture.wait_for_named("process codec.order", 2).await;
     running.stop().await.expect("clean stop");
 
     assert_eq!((stock.sku.as_str(), stock.count), ("A-17", 4));
+    assert_eq!(raw.payload, Bytes::from_static(b"\xff\x01\x93"));
     assert_eq!(
         next,
         codecs::Order {
@@ -246,6 +262,28 @@ mod coded {
         }
     }
 
+    /// Serializable and `Display`: through an alias, its `Err` is still a
+    /// failure, never a successful `{"Err": ...}` reply.
+    #[derive(Debug, Serialize)]
+    pub struct PriceError {
+        pub reason: &'static str,
+    }
+
+    impl std::fmt::Display for PriceError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.reason)
+        }
+    }
+
+    pub type PriceResult<T> = Result<T, PriceError>;
+
+    #[nats_subscriber(subject = "inventory.price")]
+    async fn price(_: ()) -> PriceResult<u64> {
+        Err(PriceError {
+            reason: "no price list",
+        })
+    }
+
     #[nats_subscriber(subject = "inventory.get")]
     async fn get(sku: String, tenant: Tenant) -> Result<Reply, InventoryError> {
         if sku == "known" {
@@ -278,6 +316,10 @@ async fn a_404_with_its_header_a_reply_with_headers_and_a_rejection_reach_the_re
     let missing = request("gone", Some("acme")).await;
     let found = request("known", Some("acme")).await;
     let rejected = request("known", None).await;
+    let aliased = client
+        .request("inventory.price", Bytes::new())
+        .await
+        .expect("a reply");
     let spans = capture.wait_for_named("process inventory.get", 3).await;
     running.stop().await.expect("clean stop");
 
@@ -298,6 +340,16 @@ async fn a_404_with_its_header_a_reply_with_headers_and_a_rejection_reach_the_re
     assert_eq!(found.payload, "acme has it");
     assert_eq!(reply_header(&found, "Tenant"), Some("acme"));
     assert_eq!(reply_header(&found, "Nats-Service-Error-Code"), None);
+
+    assert_eq!(
+        reply_header(&aliased, "Nats-Service-Error-Code"),
+        Some("500")
+    );
+    assert_eq!(
+        reply_header(&aliased, "Nats-Service-Error"),
+        Some("no price list")
+    );
+    assert!(aliased.payload.is_empty(), "{:?}", aliased.payload);
 
     assert_eq!(
         reply_header(&rejected, "Nats-Service-Error-Code"),
