@@ -28,6 +28,7 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
 
     let mut tally = Vec::new();
     let mut extract = Vec::new();
+    let mut arg_names = Vec::new();
     let mut call_args = Vec::new();
     let mut requirements = Vec::new();
     for (index, param) in handler.params.iter().enumerate() {
@@ -48,6 +49,7 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
         } else {
             quote!(#arg)
         });
+        arg_names.push(arg);
         requirements.push(quote_spanned! {ty.span()=>
             #probe.requirements(__nats_trace_requirements);
         });
@@ -81,9 +83,6 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
         (&&(&__nats_trace_output).ok()).replies()
     };
 
-    let arg_names: Vec<_> = (0..handler.params.len())
-        .map(|index| format_ident!("__nats_trace_arg{}", index))
-        .collect();
     let body = quote! {
         #[allow(unused_imports)]
         use #rt::prelude::*;

@@ -28,7 +28,7 @@ pub struct MessageContext {
     template: &'static str,
     otel: opentelemetry::Context,
     jetstream: Option<JetStreamInfo>,
-    states: Arc<States>,
+    states: Option<Arc<States>>,
 }
 
 impl MessageContext {
@@ -47,7 +47,7 @@ impl MessageContext {
     /// [`requirements`](crate::FromMessageParts::requirements)); handlers
     /// take [`State<T>`](crate::State).
     pub fn state<T: Send + Sync + 'static>(&self) -> Option<&T> {
-        self.states.get::<T>()
+        self.states.as_deref()?.get::<T>()
     }
 
     /// The subscription subject the handler was registered with, e.g. `orders.*`.
@@ -99,7 +99,7 @@ impl Delivery {
         template: &'static str,
         otel: opentelemetry::Context,
         jetstream: Option<JetStreamInfo>,
-        states: Arc<States>,
+        states: Option<Arc<States>>,
     ) -> Self {
         Delivery {
             payload: message.payload,

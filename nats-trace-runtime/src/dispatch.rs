@@ -77,8 +77,9 @@ pub(crate) struct Runs {
     /// Built once for all of the handler's messages.
     metrics: Arc<OperationMetrics>,
     in_flight: InFlight,
-    /// The runtime's state, for the handler's extractors.
-    states: Arc<States>,
+    /// The runtime's state, for the handler's extractors; `None` when it
+    /// has none, which spares every message a reference count.
+    states: Option<Arc<States>>,
     /// One permit per run in progress, at most the handler's concurrency; a
     /// JetStream run whose ack waits for its confirmation may have given
     /// its permit back.
@@ -99,7 +100,7 @@ impl Runs {
             metrics: pipeline::metrics(handler, consumer_group, &publisher),
             publisher,
             in_flight: shared.in_flight,
-            states: shared.states,
+            states: Some(shared.states).filter(|states| !states.is_empty()),
             permits: Arc::new(Semaphore::new(handler.concurrency())),
             running: FuturesUnordered::new(),
         }

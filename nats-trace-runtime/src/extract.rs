@@ -242,6 +242,10 @@ impl States {
     pub(crate) fn contains(&self, type_id: TypeId) -> bool {
         self.values.contains_key(&type_id)
     }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
 }
 
 impl fmt::Debug for States {

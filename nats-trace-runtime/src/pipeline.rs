@@ -48,7 +48,7 @@ pub(crate) fn process(
     mut jetstream: Option<JetStreamDelivery>,
     publisher: Publisher,
     metrics: Arc<OperationMetrics>,
-    states: Arc<States>,
+    states: Option<Arc<States>>,
 ) -> impl Future<Output = Result<Reply, Failure>> + Send + 'static {
     async move {
         let started = Instant::now();
