@@ -204,7 +204,8 @@ impl<T: Serialize + ?Sized> Encoder<T> for MsgPackCodec {
 }
 
 /// A payload or reply in codec `C`: `Encoded<MyCodec, T>`. The built-in
-/// codecs have wrappers of their own: [`Json`], [`Protobuf`], [`MsgPack`].
+/// codecs have wrappers of their own: [`Json`], `Protobuf` (feature
+/// `protobuf`), `MsgPack` (feature `msgpack`).
 pub struct Encoded<C, T> {
     value: T,
     codec: PhantomData<fn() -> C>,

@@ -85,8 +85,8 @@ pub trait FromMessageParts: Sized + Send {
 ///
 /// Built in: `Bytes`, `Vec<u8>` and `String` (the body as it is; a
 /// `String` must be UTF-8), `()` (the body ignored), and the codec wrappers
-/// [`Json`](crate::Json), [`Protobuf`](crate::Protobuf),
-/// [`MsgPack`](crate::MsgPack) and [`Encoded`](crate::codec::Encoded). A
+/// [`Json`](crate::Json), `Protobuf`,
+/// `MsgPack` and [`Encoded`](crate::codec::Encoded). A
 /// type that implements none of these but `serde::Deserialize` is decoded
 /// as JSON.
 pub trait FromPayload: Sized + Send {

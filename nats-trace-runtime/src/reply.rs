@@ -87,8 +87,8 @@ impl Reply {
 ///
 /// Implemented for `()` (no reply), `Bytes`, `String`, `&'static str` and
 /// `Vec<u8>` (raw), [`Reply`] (body and headers), and the codec wrappers
-/// [`Json`](crate::Json), [`Protobuf`](crate::Protobuf) and
-/// [`MsgPack`](crate::MsgPack). Any other `T: Serialize` is sent as JSON.
+/// [`Json`](crate::Json), `Protobuf` and
+/// `MsgPack`. Any other `T: Serialize` is sent as JSON.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be sent as a reply or published",
     label = "not a reply body",
