@@ -35,11 +35,11 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
         let ty = param.ty;
         let probe = quote_spanned! {ty.span()=> (&&&&#rt::Param::<#ty>::new()) };
         tally.push(quote_spanned! {ty.span()=>
-            let __nats_trace_count = #rt::Tally::tally(__nats_trace_count, #probe.kind());
+            let __nats_trace_count = #rt::Tally::tally(__nats_trace_count, #probe.__nats_trace_kind());
         });
         let arg = format_ident!("__nats_trace_arg{}", index);
         extract.push(quote_spanned! {ty.span()=>
-            let #arg = match #probe.extract(__nats_trace_ctx, &mut __nats_trace_body).await {
+            let #arg = match #probe.__nats_trace_extract(__nats_trace_ctx, &mut __nats_trace_body).await {
                 ::core::result::Result::Ok(value) => value,
                 ::core::result::Result::Err(failure) => return ::core::result::Result::Err(failure),
             };
@@ -51,7 +51,7 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
         });
         arg_names.push(arg);
         requirements.push(quote_spanned! {ty.span()=>
-            #probe.requirements(__nats_trace_requirements);
+            #probe.__nats_trace_requirements(__nats_trace_requirements);
         });
     }
     let count = quote_spanned! {item.sig.paren_token.span.join()=>
@@ -64,13 +64,13 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
     let ok_span = written_ok_type(&item.sig.output).map_or(output_span, |ty| ty.span());
     let err_span = written_error_type(&item.sig.output).map_or(output_span, |ty| ty.span());
     let encode = quote_spanned! {ok_span=>
-        (&&#rt::Probe::of(&__nats_trace_ok)).encode(&__nats_trace_ok)
+        (&&#rt::Probe::of(&__nats_trace_ok)).__nats_trace_encode(&__nats_trace_ok)
     };
     let convert = quote_spanned! {err_span=>
-        (&&&#rt::ErrorProbe::of(&__nats_trace_err)).convert(__nats_trace_err)
+        (&&&#rt::ErrorProbe::of(&__nats_trace_err)).__nats_trace_convert(__nats_trace_err)
     };
     let finish = quote_spanned! {output_span=>
-        match (&#rt::Output::of(&__nats_trace_ret)).split(__nats_trace_ret) {
+        match (&#rt::Output::of(&__nats_trace_ret)).__nats_trace_split(__nats_trace_ret) {
             ::core::result::Result::Ok(__nats_trace_ok) => #encode,
             ::core::result::Result::Err(__nats_trace_err) => ::core::result::Result::Err(#convert),
         }
@@ -80,7 +80,7 @@ pub fn subscriber(args: &SubscriberArgs, handler: &HandlerFn<'_>) -> TokenStream
         .iter()
         .map(|_| quote!(::core::unreachable!()));
     let replies = quote_spanned! {output_span=>
-        (&&(&__nats_trace_output).ok()).replies()
+        (&&(&__nats_trace_output).__nats_trace_ok()).__nats_trace_replies()
     };
 
     let body = quote! {
@@ -205,7 +205,7 @@ pub fn publisher(args: &PublisherArgs, item: &ItemFn) -> TokenStream {
     };
     let ok_span = written_ok_type(&sig.output).map_or(output_span, |ty| ty.span());
     let encoded = quote_spanned! {ok_span=>
-        (&&#rt::Probe::of(&__nats_trace_value)).encode(&__nats_trace_value)
+        (&&#rt::Probe::of(&__nats_trace_value)).__nats_trace_encode(&__nats_trace_value)
     };
     let error_span = written_error_type(&sig.output).map_or(output_span, |err| err.span());
     let convert = quote_spanned! {error_span=>

@@ -47,6 +47,16 @@ fn param(ty: &Type) -> syn::Result<Param<'_>> {
             ty.span(),
             "handler parameters cannot be `&mut`; take the value itself, e.g. `order: Order`",
         )),
+        Type::Reference(reference)
+            if matches!(*reference.elem, Type::Slice(_))
+                || matches!(&*reference.elem, Type::Path(path) if path.path.is_ident("str")) =>
+        {
+            Err(syn::Error::new(
+                ty.span(),
+                "a handler cannot borrow the message body; take it owned: `String` for text, \
+                 `bytes::Bytes` or `Vec<u8>` for raw bytes",
+            ))
+        }
         Type::Reference(reference) => Ok(Param {
             ty: &reference.elem,
             by_ref: true,

@@ -99,7 +99,7 @@ probe!(
 /// is reported as such.
 pub trait AsState<T> {
     /// Reads the state.
-    fn extract(
+    fn __nats_trace_extract(
         self,
         ctx: &MessageContext,
         body: &mut Option<Bytes>,
@@ -107,15 +107,15 @@ pub trait AsState<T> {
     where
         T: Clone + Send + Sync + 'static;
     /// A part, not the payload.
-    fn kind(self) -> IsPart;
+    fn __nats_trace_kind(self) -> IsPart;
     /// The state it needs.
-    fn requirements(self, requirements: &mut Requirements)
+    fn __nats_trace_requirements(self, requirements: &mut Requirements)
     where
         T: 'static;
 }
 
 impl<T> AsState<T> for &&&&Param<State<T>> {
-    fn extract(
+    fn __nats_trace_extract(
         self,
         ctx: &MessageContext,
         _: &mut Option<Bytes>,
@@ -126,11 +126,11 @@ impl<T> AsState<T> for &&&&Param<State<T>> {
         State::<T>::from_message_parts(ctx)
     }
 
-    fn kind(self) -> IsPart {
+    fn __nats_trace_kind(self) -> IsPart {
         IsPart
     }
 
-    fn requirements(self, requirements: &mut Requirements)
+    fn __nats_trace_requirements(self, requirements: &mut Requirements)
     where
         T: 'static,
     {
@@ -141,29 +141,33 @@ impl<T> AsState<T> for &&&&Param<State<T>> {
 /// Any [`FromMessageParts`] extractor.
 pub trait AsParts<T> {
     /// Runs the extractor.
-    fn extract(
+    fn __nats_trace_extract(
         self,
         ctx: &MessageContext,
         body: &mut Option<Bytes>,
     ) -> impl Future<Output = Result<T, Failure>> + Send;
     /// A part, not the payload.
-    fn kind(self) -> IsPart;
+    fn __nats_trace_kind(self) -> IsPart;
     /// The state it needs.
-    fn requirements(self, requirements: &mut Requirements);
+    fn __nats_trace_requirements(self, requirements: &mut Requirements);
 }
 
 impl<T: FromMessageParts> AsParts<T> for &&&Param<T> {
-    async fn extract(self, ctx: &MessageContext, _: &mut Option<Bytes>) -> Result<T, Failure> {
+    async fn __nats_trace_extract(
+        self,
+        ctx: &MessageContext,
+        _: &mut Option<Bytes>,
+    ) -> Result<T, Failure> {
         T::from_message_parts(ctx)
             .await
             .map_err(|rejection| rejection.into_failure().rejected_by::<T, T::Rejection>())
     }
 
-    fn kind(self) -> IsPart {
+    fn __nats_trace_kind(self) -> IsPart {
         IsPart
     }
 
-    fn requirements(self, requirements: &mut Requirements) {
+    fn __nats_trace_requirements(self, requirements: &mut Requirements) {
         T::requirements(requirements);
     }
 }
@@ -171,19 +175,19 @@ impl<T: FromMessageParts> AsParts<T> for &&&Param<T> {
 /// Any [`FromPayload`] extractor.
 pub trait AsPayload<T> {
     /// Decodes the body.
-    fn extract(
+    fn __nats_trace_extract(
         self,
         ctx: &MessageContext,
         body: &mut Option<Bytes>,
     ) -> impl Future<Output = Result<T, Failure>> + Send;
     /// The payload.
-    fn kind(self) -> IsPayload;
+    fn __nats_trace_kind(self) -> IsPayload;
     /// Nothing.
-    fn requirements(self, requirements: &mut Requirements);
+    fn __nats_trace_requirements(self, requirements: &mut Requirements);
 }
 
 impl<T: FromPayload> AsPayload<T> for &&Param<T> {
-    fn extract(
+    fn __nats_trace_extract(
         self,
         ctx: &MessageContext,
         body: &mut Option<Bytes>,
@@ -198,29 +202,29 @@ impl<T: FromPayload> AsPayload<T> for &&Param<T> {
         }
     }
 
-    fn kind(self) -> IsPayload {
+    fn __nats_trace_kind(self) -> IsPayload {
         IsPayload
     }
 
-    fn requirements(self, _: &mut Requirements) {}
+    fn __nats_trace_requirements(self, _: &mut Requirements) {}
 }
 
 /// A bare `T: Deserialize`: a JSON payload.
 pub trait AsJsonPayload<T> {
     /// Decodes the body as JSON.
-    fn extract(
+    fn __nats_trace_extract(
         self,
         ctx: &MessageContext,
         body: &mut Option<Bytes>,
     ) -> impl Future<Output = Result<T, Failure>> + Send;
     /// The payload.
-    fn kind(self) -> IsPayload;
+    fn __nats_trace_kind(self) -> IsPayload;
     /// Nothing.
-    fn requirements(self, requirements: &mut Requirements);
+    fn __nats_trace_requirements(self, requirements: &mut Requirements);
 }
 
 impl<T: DeserializeOwned + Send> AsJsonPayload<T> for &Param<T> {
-    fn extract(
+    fn __nats_trace_extract(
         self,
         _: &MessageContext,
         body: &mut Option<Bytes>,
@@ -229,11 +233,11 @@ impl<T: DeserializeOwned + Send> AsJsonPayload<T> for &Param<T> {
         std::future::ready(decoded)
     }
 
-    fn kind(self) -> IsPayload {
+    fn __nats_trace_kind(self) -> IsPayload {
         IsPayload
     }
 
-    fn requirements(self, _: &mut Requirements) {}
+    fn __nats_trace_requirements(self, _: &mut Requirements) {}
 }
 
 /// A type that is no handler parameter: never implemented, so that using
@@ -249,7 +253,7 @@ pub trait HandlerParameter {}
 /// The last choice: a compile error.
 pub trait AsNothing<T> {
     /// Fails to compile.
-    fn extract(
+    fn __nats_trace_extract(
         self,
         ctx: &MessageContext,
         body: &mut Option<Bytes>,
@@ -257,13 +261,13 @@ pub trait AsNothing<T> {
     where
         T: HandlerParameter;
     /// Counted as whatever fits, so only one error is reported.
-    fn kind(self) -> IsUnknown;
+    fn __nats_trace_kind(self) -> IsUnknown;
     /// Nothing.
-    fn requirements(self, requirements: &mut Requirements);
+    fn __nats_trace_requirements(self, requirements: &mut Requirements);
 }
 
 impl<T> AsNothing<T> for Param<T> {
-    fn extract(
+    fn __nats_trace_extract(
         self,
         _: &MessageContext,
         _: &mut Option<Bytes>,
@@ -274,11 +278,11 @@ impl<T> AsNothing<T> for Param<T> {
         std::future::pending()
     }
 
-    fn kind(self) -> IsUnknown {
+    fn __nats_trace_kind(self) -> IsUnknown {
         IsUnknown
     }
 
-    fn requirements(self, _: &mut Requirements) {}
+    fn __nats_trace_requirements(self, _: &mut Requirements) {}
 }
 
 /// The payloads counted so far: none.
@@ -363,17 +367,17 @@ impl<T> Output<T> {
 /// A `Result` output: its `Ok` is the reply, its `Err` the failure.
 pub trait SplitResult<T, E> {
     /// The result itself.
-    fn split(self, output: Result<T, E>) -> Result<T, E>;
+    fn __nats_trace_split(self, output: Result<T, E>) -> Result<T, E>;
     /// The `Ok` type's probe.
-    fn ok(self) -> Probe<T>;
+    fn __nats_trace_ok(self) -> Probe<T>;
 }
 
 impl<T, E> SplitResult<T, E> for &Output<Result<T, E>> {
-    fn split(self, output: Result<T, E>) -> Result<T, E> {
+    fn __nats_trace_split(self, output: Result<T, E>) -> Result<T, E> {
         output
     }
 
-    fn ok(self) -> Probe<T> {
+    fn __nats_trace_ok(self) -> Probe<T> {
         Probe(PhantomData)
     }
 }
@@ -381,17 +385,17 @@ impl<T, E> SplitResult<T, E> for &Output<Result<T, E>> {
 /// Any other output: the reply.
 pub trait SplitValue<R> {
     /// `Ok(output)`.
-    fn split(self, output: R) -> Result<R, Infallible>;
+    fn __nats_trace_split(self, output: R) -> Result<R, Infallible>;
     /// The output's probe.
-    fn ok(self) -> Probe<R>;
+    fn __nats_trace_ok(self) -> Probe<R>;
 }
 
 impl<R> SplitValue<R> for Output<R> {
-    fn split(self, output: R) -> Result<R, Infallible> {
+    fn __nats_trace_split(self, output: R) -> Result<R, Infallible> {
         Ok(output)
     }
 
-    fn ok(self) -> Probe<R> {
+    fn __nats_trace_ok(self) -> Probe<R> {
         Probe(PhantomData)
     }
 }
@@ -404,17 +408,17 @@ probe!(
 /// A [`ToReply`] type.
 pub trait EncodeToReply<T> {
     /// Encodes it.
-    fn encode(self, value: &T) -> Result<Reply, Failure>;
+    fn __nats_trace_encode(self, value: &T) -> Result<Reply, Failure>;
     /// Whether it answers requests.
-    fn replies(self) -> bool;
+    fn __nats_trace_replies(self) -> bool;
 }
 
 impl<T: ToReply> EncodeToReply<T> for &&Probe<T> {
-    fn encode(self, value: &T) -> Result<Reply, Failure> {
+    fn __nats_trace_encode(self, value: &T) -> Result<Reply, Failure> {
         value.to_reply()
     }
 
-    fn replies(self) -> bool {
+    fn __nats_trace_replies(self) -> bool {
         T::REPLIES
     }
 }
@@ -422,17 +426,17 @@ impl<T: ToReply> EncodeToReply<T> for &&Probe<T> {
 /// A bare `T: Serialize`: JSON.
 pub trait EncodeJson<T> {
     /// Encodes it as JSON.
-    fn encode(self, value: &T) -> Result<Reply, Failure>;
+    fn __nats_trace_encode(self, value: &T) -> Result<Reply, Failure>;
     /// It answers requests.
-    fn replies(self) -> bool;
+    fn __nats_trace_replies(self) -> bool;
 }
 
 impl<T: Serialize> EncodeJson<T> for &Probe<T> {
-    fn encode(self, value: &T) -> Result<Reply, Failure> {
+    fn __nats_trace_encode(self, value: &T) -> Result<Reply, Failure> {
         codec::encode::<JsonCodec, T>(value)
     }
 
-    fn replies(self) -> bool {
+    fn __nats_trace_replies(self) -> bool {
         true
     }
 }
@@ -440,22 +444,22 @@ impl<T: Serialize> EncodeJson<T> for &Probe<T> {
 /// The last choice: a compile error naming [`ToReply`].
 pub trait EncodeNothing<T> {
     /// Fails to compile.
-    fn encode(self, value: &T) -> Result<Reply, Failure>
+    fn __nats_trace_encode(self, value: &T) -> Result<Reply, Failure>
     where
         T: ToReply;
     /// Reported by `encode`.
-    fn replies(self) -> bool;
+    fn __nats_trace_replies(self) -> bool;
 }
 
 impl<T> EncodeNothing<T> for Probe<T> {
-    fn encode(self, value: &T) -> Result<Reply, Failure>
+    fn __nats_trace_encode(self, value: &T) -> Result<Reply, Failure>
     where
         T: ToReply,
     {
         value.to_reply()
     }
 
-    fn replies(self) -> bool {
+    fn __nats_trace_replies(self) -> bool {
         true
     }
 }
@@ -468,11 +472,11 @@ probe!(
 /// A [`Failure`] as it is.
 pub trait ConvertFailure {
     /// The failure.
-    fn convert(self, error: Failure) -> Failure;
+    fn __nats_trace_convert(self, error: Failure) -> Failure;
 }
 
 impl ConvertFailure for &&&ErrorProbe<Failure> {
-    fn convert(self, error: Failure) -> Failure {
+    fn __nats_trace_convert(self, error: Failure) -> Failure {
         error
     }
 }
@@ -480,11 +484,11 @@ impl ConvertFailure for &&&ErrorProbe<Failure> {
 /// An [`IntoFailure`] error, named by its type unless it names itself.
 pub trait ConvertIntoFailure<E> {
     /// Converts it.
-    fn convert(self, error: E) -> Failure;
+    fn __nats_trace_convert(self, error: E) -> Failure;
 }
 
 impl<E: IntoFailure> ConvertIntoFailure<E> for &&ErrorProbe<E> {
-    fn convert(self, error: E) -> Failure {
+    fn __nats_trace_convert(self, error: E) -> Failure {
         error.into_failure().or_error_type::<E>()
     }
 }
@@ -492,11 +496,11 @@ impl<E: IntoFailure> ConvertIntoFailure<E> for &&ErrorProbe<E> {
 /// Any other `Display` error: code 500, retried.
 pub trait ConvertDisplay<E> {
     /// Converts it.
-    fn convert(self, error: E) -> Failure;
+    fn __nats_trace_convert(self, error: E) -> Failure;
 }
 
 impl<E: Display> ConvertDisplay<E> for &ErrorProbe<E> {
-    fn convert(self, error: E) -> Failure {
+    fn __nats_trace_convert(self, error: E) -> Failure {
         Failure::handler(error)
     }
 }
@@ -513,13 +517,13 @@ pub trait HandlerError {}
 /// The last choice: a compile error.
 pub trait ConvertNothing<E> {
     /// Fails to compile.
-    fn convert(self, error: E) -> Failure
+    fn __nats_trace_convert(self, error: E) -> Failure
     where
         E: HandlerError;
 }
 
 impl<E> ConvertNothing<E> for ErrorProbe<E> {
-    fn convert(self, _: E) -> Failure
+    fn __nats_trace_convert(self, _: E) -> Failure
     where
         E: HandlerError,
     {
@@ -590,39 +594,50 @@ mod tests {
     #[test]
     fn raw_types_win_over_json_and_json_is_the_default() {
         // `String` and `Vec<u8>` are `Deserialize` too: the raw impls win.
-        let _: IsPayload = (&&&&Param::<String>::new()).kind();
-        let _: IsPart = (&&&&Param::<State<u8>>::new()).kind();
-        let _: IsPart = (&&&&Param::<MessageContext>::new()).kind();
-        let _: IsPayload = (&&&&Param::<Order>::new()).kind();
+        let _: IsPayload = (&&&&Param::<String>::new()).__nats_trace_kind();
+        let _: IsPart = (&&&&Param::<State<u8>>::new()).__nats_trace_kind();
+        let _: IsPart = (&&&&Param::<MessageContext>::new()).__nats_trace_kind();
+        let _: IsPayload = (&&&&Param::<Order>::new()).__nats_trace_kind();
         let raw = (&&Probe::of(&"a\"b".to_string()))
-            .encode(&"a\"b".to_string())
+            .__nats_trace_encode(&"a\"b".to_string())
             .expect("raw");
         assert_eq!(raw.body(), "a\"b");
         let json = (&&Probe::of(&Order { id: 3 }))
-            .encode(&Order { id: 3 })
+            .__nats_trace_encode(&Order { id: 3 })
             .expect("json");
         assert_eq!(json.body(), "{\"id\":3}");
-        assert!(!(&&Probe::<()>(PhantomData)).replies());
-        assert!((&&Probe::<Order>(PhantomData)).replies());
+        assert!(!(&&Probe::<()>(PhantomData)).__nats_trace_replies());
+        assert!((&&Probe::<Order>(PhantomData)).__nats_trace_replies());
     }
 
     #[test]
     fn an_error_that_chooses_its_failure_wins_over_its_display() {
-        let failure = (&&&ErrorProbe::of(&Coded)).convert(Coded);
+        let failure = (&&&ErrorProbe::of(&Coded)).__nats_trace_convert(Coded);
         assert_eq!(failure.service_code(), 404);
         assert_eq!(failure.error_type(), std::any::type_name::<Coded>());
         let io = std::io::Error::other("disk");
-        let failure = (&&&ErrorProbe::of(&io)).convert(io);
+        let failure = (&&&ErrorProbe::of(&io)).__nats_trace_convert(io);
         assert_eq!((failure.service_code(), failure.message()), (500, "disk"));
         let own = Failure::service(409, "taken");
-        assert_eq!((&&&ErrorProbe::of(&own)).convert(own).error_type(), "409");
+        assert_eq!(
+            (&&&ErrorProbe::of(&own))
+                .__nats_trace_convert(own)
+                .error_type(),
+            "409"
+        );
     }
 
     #[test]
     fn results_split_and_values_are_ok() {
         let result: Result<u8, Coded> = Ok(1);
-        assert!(matches!((&Output::of(&result)).split(result), Ok(1)));
+        assert!(matches!(
+            (&Output::of(&result)).__nats_trace_split(result),
+            Ok(1)
+        ));
         let value = 2u8;
-        assert!(matches!((&Output::of(&value)).split(value), Ok(2)));
+        assert!(matches!(
+            (&Output::of(&value)).__nats_trace_split(value),
+            Ok(2)
+        ));
     }
 }

@@ -206,7 +206,8 @@ pub use tracing;
 ///
 /// The macro leaves the function as written and adds a registration. For
 /// `async fn bill(order: Order, State(db): State<Db>) -> Result<(), BillingError>`
-/// it is, with the compiler choosing each step from the types' traits
+/// it is, with the compiler choosing each step from the types' traits (the
+/// methods are prefixed so that no trait of the caller's can clash with them)
 /// (`&&&&Param::<T>` resolves to `State<T>`, then `FromMessageParts`, then
 /// `FromPayload`, then JSON; the glue is in the runtime's `adapter` module):
 ///
@@ -216,28 +217,28 @@ pub use tracing;
 ///         Box::pin(async move {
 ///             // Compile time only: exactly one parameter is the payload.
 ///             let count = NoPayload;
-///             let count = Tally::tally(count, (&&&&Param::<Order>::new()).kind());
-///             let count = Tally::tally(count, (&&&&Param::<State<Db>>::new()).kind());
+///             let count = Tally::tally(count, (&&&&Param::<Order>::new()).__nats_trace_kind());
+///             let count = Tally::tally(count, (&&&&Param::<State<Db>>::new()).__nats_trace_kind());
 ///             exactly_one_payload(count);
 ///             let (arg0, arg1) = {
 ///                 let mut delivery = delivery;
 ///                 let (ctx, mut body) = delivery.parts();
 ///                 // JSON, as `Order` is only `Deserialize`; a failure is the reply.
-///                 let arg0 = (&&&&Param::<Order>::new()).extract(ctx, &mut body).await?;
-///                 let arg1 = (&&&&Param::<State<Db>>::new()).extract(ctx, &mut body).await?;
+///                 let arg0 = (&&&&Param::<Order>::new()).__nats_trace_extract(ctx, &mut body).await?;
+///                 let arg1 = (&&&&Param::<State<Db>>::new()).__nats_trace_extract(ctx, &mut body).await?;
 ///                 (arg0, arg1)
 ///             };
 ///             let ret = bill(arg0, arg1).await;
-///             match (&Output::of(&ret)).split(ret) {
-///                 Ok(ok) => (&&Probe::of(&ok)).encode(&ok),
-///                 Err(err) => Err((&&&ErrorProbe::of(&err)).convert(err)),
+///             match (&Output::of(&ret)).__nats_trace_split(ret) {
+///                 Ok(ok) => (&&Probe::of(&ok)).__nats_trace_encode(&ok),
+///                 Err(err) => Err((&&&ErrorProbe::of(&err)).__nats_trace_convert(err)),
 ///             }
 ///         })
 ///     }
 ///     fn replies() -> bool { /* `ToReply::REPLIES` of the `Ok` type: false for `()` */ }
 ///     fn requirements(r: &mut Requirements) {
-///         (&&&&Param::<Order>::new()).requirements(r);
-///         (&&&&Param::<State<Db>>::new()).requirements(r); // declares `Db`
+///         (&&&&Param::<Order>::new()).__nats_trace_requirements(r);
+///         (&&&&Param::<State<Db>>::new()).__nats_trace_requirements(r); // declares `Db`
 ///     }
 ///     inventory::submit!(Handler::__new(HandlerSpec {
 ///         name: "my_crate::bill",
@@ -334,7 +335,7 @@ pub use nats_trace_macros::nats_subscriber;
 ///     let output: Result<Order, OrderError> = async move { /* body */ }.await;
 ///     PublisherOutput::from_result(match PublisherOutput::into_result(output) {
 ///         Ok(order) => {
-///             let body = (&&Probe::of(&order)).encode(&order); // JSON: `Order` is `Serialize`
+///             let body = (&&Probe::of(&order)).__nats_trace_encode(&order); // JSON: `Order` is `Serialize`
 ///             match publish_output(&SPEC, body, None).await {
 ///                 Ok(()) => Ok(order),
 ///                 Err(error) => Err(OrderError::from(error)),

@@ -33,7 +33,8 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// An empty reply, for handlers that return `()`.
+    /// A reply with an empty body. It is still sent: only a handler whose
+    /// `Ok` type is `()` does not reply.
     pub fn empty() -> Self {
         Reply::default()
     }
@@ -54,9 +55,25 @@ impl Reply {
 
     /// Adds a header. Line breaks in `value` become spaces; a `name` NATS
     /// cannot carry (empty, with `:`, whitespace or non-ASCII) is left out
-    /// with a warning, so building a reply never panics.
+    /// with a warning, so building a reply never panics. So are
+    /// `Nats-Service-Error` and `Nats-Service-Error-Code`: a successful
+    /// reply must not read as a failure; return a [`Failure`] instead.
     pub fn with_header(mut self, name: impl AsRef<str>, value: impl AsRef<str>) -> Self {
-        insert_header(&mut self.headers, name.as_ref(), value.as_ref());
+        let name = name.as_ref();
+        let service_error = [
+            async_nats::service::NATS_SERVICE_ERROR,
+            async_nats::service::NATS_SERVICE_ERROR_CODE,
+        ]
+        .iter()
+        .any(|header| header.eq_ignore_ascii_case(name));
+        if service_error {
+            tracing::warn!(
+                header = name,
+                "left out a service error header from a successful reply; return a Failure instead"
+            );
+        } else {
+            insert_header(&mut self.headers, name, value.as_ref());
+        }
         self
     }
 
@@ -178,7 +195,8 @@ mod tests {
             .with_header("Good", "a\r\nb")
             .with_header("bad name", "v")
             .with_header("colon:", "v")
-            .with_header("", "v");
+            .with_header("", "v")
+            .with_header("Nats-Service-Error-Code", "500");
         let headers = reply.headers().expect("one header");
         assert_eq!(headers.iter().count(), 1);
         assert_eq!(headers.get("Good").map(|v| v.as_str()), Some("a  b"));

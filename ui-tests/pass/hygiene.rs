@@ -27,6 +27,38 @@ macro_rules! module_path {
 
 mod inventory {}
 
+/// An extension trait for every type, as `tap`-style crates have, whose
+/// method names the generated code must not collide with.
+#[allow(dead_code)]
+trait Everything {
+    fn kind(&self) -> u8 {
+        0
+    }
+    fn extract(&self) -> u8 {
+        0
+    }
+    fn requirements(&self) -> u8 {
+        0
+    }
+    fn split(&self) -> u8 {
+        0
+    }
+    fn ok(&self) -> u8 {
+        0
+    }
+    fn encode(&self) -> u8 {
+        0
+    }
+    fn convert(&self) -> u8 {
+        0
+    }
+    fn replies(&self) -> u8 {
+        0
+    }
+}
+
+impl<T: ?::core::marker::Sized> Everything for T {}
+
 #[nats_subscriber(subject = "hygiene.check", queue = "q", concurrency = 2)]
 async fn check(body: ::std::string::String) -> ::core::result::Result<::std::string::String, ::std::io::Error> {
     ::core::result::Result::Ok(body)
