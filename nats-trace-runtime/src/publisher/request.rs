@@ -103,12 +103,8 @@ impl Publisher {
         T: Serialize + ?Sized,
         R: DeserializeOwned,
     {
-        let body = encode(subject, value).map_err(|error| RequestError::Encode {
-            subject: subject.to_string(),
-            message: error.to_string(),
-        })?;
         let reply = self
-            .request_bytes(subject, HeaderMap::new(), body, timeout)
+            .request_encoded(subject, encode(subject, value), timeout)
             .await?;
         let body: &[u8] = if reply.payload.is_empty() {
             b"null"
@@ -149,17 +145,29 @@ impl Publisher {
         C: Encoder<T> + Decoder<R>,
         T: ?Sized,
     {
-        let body = encode_with::<C, T>(subject, value).map_err(|error| RequestError::Encode {
-            subject: subject.to_string(),
-            message: error.to_string(),
-        })?;
         let reply = self
-            .request_bytes(subject, HeaderMap::new(), body, timeout)
+            .request_encoded(subject, encode_with::<C, T>(subject, value), timeout)
             .await?;
         codec::decode::<C, R>(reply.payload).map_err(|failure| RequestError::Decode {
             subject: subject.to_string(),
             message: failure.message().to_string(),
         })
+    }
+
+    /// Sends a request whose body was encoded (or failed to encode), for
+    /// [`request`](Self::request) and [`request_with`](Self::request_with).
+    async fn request_encoded(
+        &self,
+        subject: &str,
+        body: Result<Bytes, super::PublishError>,
+        timeout: Duration,
+    ) -> Result<Message, RequestError> {
+        let body = body.map_err(|error| RequestError::Encode {
+            subject: subject.to_string(),
+            message: error.to_string(),
+        })?;
+        self.request_bytes(subject, HeaderMap::new(), body, timeout)
+            .await
     }
 
     /// Sends a raw request and returns the raw reply, under the same span.
